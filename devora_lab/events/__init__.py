@@ -69,7 +69,7 @@ class EventLog:
 
     @property
     def root(self) -> str:
-        return self.layout.root
+        return str(self.layout.root)
 
     def writer(self) -> EventWriter:
         """The writer this process shares for this log (created on first use)."""

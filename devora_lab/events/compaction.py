@@ -67,8 +67,13 @@ def _exclusive(layout: LogLayout) -> Iterator[None]:
         os.close(fd)
 
 
-def compact(layout: LogLayout, *, target_rows: int = 1_000_000, min_files: int = 2,
-            tmp_grace_seconds: float = 3600.0) -> CompactionReport:
+def compact(
+    layout: LogLayout,
+    *,
+    target_rows: int = 1_000_000,
+    min_files: int = 2,
+    tmp_grace_seconds: float = 3600.0,
+) -> CompactionReport:
     """Roll orphaned segments, finish interrupted work and merge small files per day."""
     with _exclusive(layout):
         con = connect()
@@ -97,8 +102,9 @@ def compact(layout: LogLayout, *, target_rows: int = 1_000_000, min_files: int =
         )
 
 
-def _batches(files: list[FileFacts], busy: set[tuple[date, str]], target_rows: int,
-             min_files: int) -> Iterator[tuple[date, list[FileFacts]]]:
+def _batches(
+    files: list[FileFacts], busy: set[tuple[date, str]], target_rows: int, min_files: int
+) -> Iterator[tuple[date, list[FileFacts]]]:
     by_day: dict[date, list[FileFacts]] = defaultdict(list)
     for facts in files:
         small = facts.rows < target_rows
@@ -118,8 +124,9 @@ def _batches(files: list[FileFacts], busy: set[tuple[date, str]], target_rows: i
             yield day, batch
 
 
-def _merge(layout: LogLayout, con: duckdb.DuckDBPyConnection, day: date,
-           batch: list[FileFacts]) -> None:
+def _merge(
+    layout: LogLayout, con: duckdb.DuckDBPyConnection, day: date, batch: list[FileFacts]
+) -> None:
     replaces = sorted({f.entry.stem for f in batch} | {n for f in batch for n in f.replaces})
     if layout.is_local:
         files = ", ".join(quote_literal(f.entry.path) for f in batch)
@@ -130,8 +137,12 @@ def _merge(layout: LogLayout, con: duckdb.DuckDBPyConnection, day: date,
     else:
         table = _read_remote(layout, batch)
     stem = f"{COMPACT_PREFIX}{secrets.token_hex(8)}"
-    write_parquet_atomically(layout, conform(table), layout.parquet_path(day, stem),
-                             metadata={REPLACES_KEY: orjson.dumps(replaces)})
+    write_parquet_atomically(
+        layout,
+        conform(table),
+        layout.parquet_path(day, stem),
+        metadata={REPLACES_KEY: orjson.dumps(replaces)},
+    )
 
 
 def _read_remote(layout: LogLayout, batch: list[FileFacts]) -> pa.Table:

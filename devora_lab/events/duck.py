@@ -19,7 +19,7 @@ def connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:
     """A fresh in-memory DuckDB connection configured for offline, UTC work."""
     import duckdb
 
-    config: dict[str, str | int | bool] = {
+    config: dict[str, str | bool | int | float | list[str]] = {
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
     }

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Final
 from devora_lab.errors import WorkspaceError
 
 if TYPE_CHECKING:
-    from pyarrow import fs as pafs
+    pass
 
 __all__ = ["LogLayout", "ParquetEntry", "SpoolEntry"]
 
@@ -83,7 +83,7 @@ class LogLayout:
             self.fs, self.root = pafs.FileSystem.from_uri(root_text)
             if spool is None:
                 raise WorkspaceError(
-                    f"the event log at {root_text} is not a local folder, so it needs a local spool",
+                    f"the event log at {root_text} is not a local folder; it needs a local spool",
                     fix="pass spool=<a local folder> for the segments still being written",
                 )
         else:

@@ -113,7 +113,9 @@ COLUMNS: Final[tuple[Column, ...]] = (
     _c("streamed", "BOOLEAN", "Whether the response was streamed."),
     # money
     _c("cost_usd", "DOUBLE", "Cost in US dollars; NULL when the model is not in the price book."),
-    _c("cost_status", "VARCHAR", "priced, unpriced (model unknown: never read as $0) or estimated."),
+    _c(
+        "cost_status", "VARCHAR", "priced, unpriced (model unknown: never read as $0) or estimated."
+    ),
     _c("price_book_version", "VARCHAR", "Version of the price book cost_usd was computed with."),
     # timing
     _c("latency_ms", "DOUBLE", "Duration of the operation in milliseconds."),
@@ -309,7 +311,7 @@ class Event:
             unknown = sorted(data.keys() - _COLUMN_SET)
             raise EventSchemaError(
                 f"unknown event field(s) {', '.join(unknown)}",
-                fix=f"use one of the schema's columns{_suggest(unknown[0])}, or put it in attributes",
+                fix=f"use a schema column{_suggest(unknown[0])}, or put it in attributes",
             )
         if data.get("kind") is None:
             raise EventSchemaError("an event needs a kind", fix="pass kind=EventKind.<...>")
@@ -330,8 +332,9 @@ class Event:
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name not in _COLUMN_SET:
-            raise EventSchemaError(f"unknown event field {name}",
-                                   fix=f"use a schema column{_suggest(name)}")
+            raise EventSchemaError(
+                f"unknown event field {name}", fix=f"use a schema column{_suggest(name)}"
+            )
         self._data[name] = value
 
     def __eq__(self, other: object) -> bool:
@@ -353,8 +356,9 @@ class Event:
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Event:
         """Build an event from a row read back from the log (unknown keys are ignored)."""
-        known = {name: value for name, value in row.items()
-                 if name in _COLUMN_SET and value is not None}
+        known = {
+            name: value for name, value in row.items() if name in _COLUMN_SET and value is not None
+        }
         attributes = known.get("attributes")
         if isinstance(attributes, (str, bytes)):
             import orjson
@@ -378,5 +382,3 @@ def _suggest(name: str) -> str:
 
     close = difflib.get_close_matches(name, COLUMN_NAMES, n=1)
     return f" (did you mean {close[0]}?)" if close else ""
-
-

@@ -117,7 +117,9 @@ def _read_counted(con: duckdb.DuckDBPyConnection, entry: SpoolEntry) -> tuple[pa
         ).to_arrow_table()
     except duckdb.IOException as exc:
         if not entry.path.exists():
-            raise FileNotFoundError(errno.ENOENT, "segment rolled meanwhile", str(entry.path)) from exc
+            raise FileNotFoundError(
+                errno.ENOENT, "segment rolled meanwhile", str(entry.path)
+            ) from exc
         _warn_corrupt(entry.path, f"unreadable ({exc})")
         return None, lines
     except duckdb.Error as exc:
@@ -137,8 +139,9 @@ def _warn_corrupt(path: object, what: str) -> None:
     )
 
 
-def write_parquet_atomically(layout: LogLayout, table: pa.Table, final_path: str,
-                             metadata: dict[bytes, bytes] | None = None) -> None:
+def write_parquet_atomically(
+    layout: LogLayout, table: pa.Table, final_path: str, metadata: dict[bytes, bytes] | None = None
+) -> None:
     """Write ``table`` to a hidden temporary name, then rename it into place."""
     import pyarrow.parquet as pq
 

@@ -9,7 +9,7 @@ unchanged segments are cached) so a notebook sees what the writers wrote a momen
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from devora_lab.errors import QueryError
 from devora_lab.events.catalog import Catalog, Snapshot
@@ -36,8 +36,9 @@ class EventStore:
     are passed to DuckDB, never formatted into the SQL.
     """
 
-    def __init__(self, layout: LogLayout, *, threads: int | None = None,
-                 auto_refresh: bool = True) -> None:
+    def __init__(
+        self, layout: LogLayout, *, threads: int | None = None, auto_refresh: bool = True
+    ) -> None:
         self.layout = layout
         self.auto_refresh = auto_refresh
         self._con = connect(threads=threads)
@@ -137,8 +138,12 @@ class EventStore:
 
     # -- queries -------------------------------------------------------------------------
 
-    def _run(self, sql: str, params: Sequence[Any] | dict[str, Any] | None,
-             fetch: Callable[[duckdb.DuckDBPyRelation], T]) -> T:
+    def _run(
+        self,
+        sql: str,
+        params: Sequence[Any] | dict[str, Any] | None,
+        fetch: Callable[[duckdb.DuckDBPyRelation], T],
+    ) -> T:
         import duckdb
 
         last: Exception | None = None
@@ -152,15 +157,18 @@ class EventStore:
                 if not self.auto_refresh:
                     self.refresh()
             except duckdb.Error as exc:
-                raise QueryError(f"query failed: {exc}",
-                                 fix="check the SQL against the schema (devora-lab events "
-                                 "stats shows the columns)") from exc
-        raise QueryError(f"query failed after {_RETRIES} tries: {last}",
-                         fix="retry when compaction has finished")
+                raise QueryError(
+                    f"query failed: {exc}",
+                    fix="check the SQL against the schema (devora-lab events "
+                    "stats shows the columns)",
+                ) from exc
+        raise QueryError(
+            f"query failed after {_RETRIES} tries: {last}", fix="retry when compaction has finished"
+        )
 
     def df(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
         """Run a query and return a pandas DataFrame."""
-        return self._run(sql, params, lambda relation: relation.df())
+        return self._run(sql, params, lambda relation: cast("pd.DataFrame", relation.df()))
 
     def pl(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pl.DataFrame:
         """Run a query and return a polars DataFrame."""
@@ -177,8 +185,9 @@ class EventStore:
         """Run a query and return an Arrow table."""
         return self._run(sql, params, lambda relation: relation.to_arrow_table())
 
-    def rows(self, sql: str,
-             params: Sequence[Any] | dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+    def rows(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
         """Run a query and return its rows as tuples."""
         return self._run(sql, params, lambda relation: relation.fetchall())
 

@@ -52,7 +52,9 @@ _EXACT_TYPES: Final[dict[str, frozenset[type]]] = {
 }
 _TYPE_OF: Final = {c.name: c.duckdb_type for c in COLUMNS}
 _EXACT: Final = {
-    c.name: _EXACT_TYPES[c.duckdb_type] | {type(None)} | ({EventKind} if c.name == "kind" else set())
+    c.name: _EXACT_TYPES[c.duckdb_type]
+    | {type(None)}
+    | ({EventKind} if c.name == "kind" else set())
     for c in COLUMNS
 }
 _live_writers: weakref.WeakSet[EventWriter] = weakref.WeakSet()
@@ -171,7 +173,7 @@ class EventWriter:
             part = table.filter(pc.equal(days, day))
             stem = self._next_stem()
             write_parquet_atomically(self.layout, part, self.layout.parquet_path(day, stem))
-        return table.num_rows
+        return int(table.num_rows)
 
     def _serialise(self, event: Event) -> bytes:
         self._check_open()
@@ -247,8 +249,9 @@ class EventWriter:
             ) from exc
         fcntl.flock(fd, fcntl.LOCK_EX)
         start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
-        segment = _Segment(SpoolEntry(path, day), fd, start, start + timedelta(days=1),
-                           time.monotonic())
+        segment = _Segment(
+            SpoolEntry(path, day), fd, start, start + timedelta(days=1), time.monotonic()
+        )
         self._open[day] = segment
         return segment
 
@@ -263,8 +266,9 @@ class EventWriter:
 
     def _ensure_roller(self) -> None:
         if self._roller is None or not self._roller.is_alive():
-            self._roller = threading.Thread(target=self._roll_loop, name="devora-roller",
-                                            daemon=True)
+            self._roller = threading.Thread(
+                target=self._roll_loop, name="devora-roller", daemon=True
+            )
             self._roller.start()
 
     def _roll_loop(self) -> None:
@@ -287,8 +291,11 @@ class EventWriter:
                 roll_segment(self.layout, con, segment.entry)
             except Exception as exc:  # noqa: BLE001 - the segment stays and is recovered later
                 self._roll_errors.append(exc)
-                log.warning("rolling %s failed, it stays in the spool: %s",
-                            segment.entry.path if segment else "?", exc)
+                log.warning(
+                    "rolling %s failed, it stays in the spool: %s",
+                    segment.entry.path if segment else "?",
+                    exc,
+                )
             finally:
                 if segment is not None:
                     os.close(segment.fd)
@@ -313,8 +320,9 @@ class EventWriter:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise EventLogError("this event writer is closed",
-                                fix="open a new one with EventLog.writer()")
+            raise EventLogError(
+                "this event writer is closed", fix="open a new one with EventLog.writer()"
+            )
 
     def __enter__(self) -> EventWriter:
         return self
@@ -346,8 +354,10 @@ def _checked(event: Event, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _coerced(event: Event, data: dict[str, Any]) -> dict[str, Any]:
-    fixed = {name: value if type(value) in _EXACT[name] else
-             _coerce(event, name, _TYPE_OF[name], value) for name, value in data.items()}
+    fixed = {
+        name: value if type(value) in _EXACT[name] else _coerce(event, name, _TYPE_OF[name], value)
+        for name, value in data.items()
+    }
     return _checked(event, fixed)
 
 
@@ -362,8 +372,15 @@ def _coerce(event: Event, name: str, duckdb_type: str, value: object) -> object:
         return dict(value)
     if duckdb_type == "BOOLEAN" and type(value).__name__ == "bool_":
         return bool(value)
-    expected = {"INTEGER": "an int", "BIGINT": "an int", "DOUBLE": "a float", "VARCHAR": "a str",
-                "JSON": "a dict", "BOOLEAN": "a bool", "TIMESTAMPTZ": "a timezone-aware datetime"}
+    expected = {
+        "INTEGER": "an int",
+        "BIGINT": "an int",
+        "DOUBLE": "a float",
+        "VARCHAR": "a str",
+        "JSON": "a dict",
+        "BOOLEAN": "a bool",
+        "TIMESTAMPTZ": "a timezone-aware datetime",
+    }
     _reject(event, name, value, expected[duckdb_type])
     return None
 

@@ -1,0 +1,44 @@
+# Two commands from a fresh clone: `make demo` (the main job) and `make test`.
+# Both create .venv at the repository root and install the locked versions into it.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test lint typecheck unit bench lock clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock scripts/setup.sh
+	PYTHON=$(PYTHON) bash scripts/setup.sh
+	@touch $(STAMP)
+
+demo: setup
+	$(BIN)/devora-lab demo
+
+test: setup lint typecheck unit
+
+lint: setup
+	$(BIN)/ruff check devora_lab tests benchmarks scripts
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest
+
+bench: setup
+	$(BIN)/python -m benchmarks
+
+# Re-resolve the lock from pyproject.toml in a scratch environment.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --upgrade pip
+	.lock-venv/bin/pip install --quiet ".[dev,notebooks]"
+	.lock-venv/bin/pip freeze --exclude devora_lab > requirements.lock
+	rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis benchmarks/.work

@@ -1,0 +1,95 @@
+"""The workspace: one folder that holds all of a user's state.
+
+::
+
+    <workspace>/
+      devora.toml      optional settings
+      events/          the event log (Parquet by day, plus events/_active/ for live segments)
+      cache/           response cache
+      lancedb/         RAG vector store
+      experiments/     experiment definitions and state
+      prompts/         prompt template registry
+      reports/         executed notebooks and HTML reports
+
+Chosen by ``--workspace``, else ``DEVORA_WORKSPACE``, else ``./devora-workspace``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from devora_lab.config import Settings, load_settings
+from devora_lab.errors import WorkspaceError
+
+if TYPE_CHECKING:
+    from devora_lab.events import EventLog
+
+__all__ = ["Workspace"]
+
+_FOLDERS = ("events", "cache", "lancedb", "experiments", "prompts", "reports")
+
+
+class Workspace:
+    """Paths and settings of one workspace; folders are created on ``ensure()``."""
+
+    def __init__(
+        self, root: str | os.PathLike[str] | None = None, *, settings: Settings | None = None
+    ) -> None:
+        self.settings = settings if settings is not None else load_settings(root)
+        self.root = self.settings.workspace
+
+    @property
+    def events_dir(self) -> Path:
+        return self.root / "events"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def lancedb_dir(self) -> Path:
+        return self.root / "lancedb"
+
+    @property
+    def experiments_dir(self) -> Path:
+        return self.root / "experiments"
+
+    @property
+    def prompts_dir(self) -> Path:
+        return self.root / "prompts"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    def ensure(self) -> Workspace:
+        """Create the folders and check the workspace is writable; returns self."""
+        try:
+            for name in _FOLDERS:
+                (self.root / name).mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".probe-"):
+                pass
+        except OSError as exc:
+            raise WorkspaceError(
+                f"workspace {self.root} is not writable: {exc.strerror}",
+                fix="choose another folder with --workspace or DEVORA_WORKSPACE",
+            ) from exc
+        return self
+
+    def event_log(self) -> EventLog:
+        """The workspace's event log, configured from its settings."""
+        from devora_lab.events import EventLog
+
+        events = self.settings.events
+        return EventLog(
+            self.events_dir,
+            roll_max_events=events.roll_max_events,
+            roll_max_seconds=events.roll_max_seconds,
+            fsync=events.fsync,
+        )
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.root)!r})"
