@@ -119,9 +119,12 @@ def render_summary(summary: LogSummary, *, title: str) -> None:
     ):
         models.add_column(header, justify="left" if header == "model" else "right")
     for row in summary.models:
-        cost = "unpriced" if row.cost_usd is None else f"${row.cost_usd:,.2f}"
-        if row.unpriced_calls and row.cost_usd is not None:
-            cost += f" (+{row.unpriced_calls} unpriced)"
+        if row.cost_usd is None or (row.unpriced_calls and not row.cost_usd):
+            cost = f"unpriced ({row.unpriced_calls:,} calls)"
+        else:
+            cost = f"${row.cost_usd:,.2f}"
+            if row.unpriced_calls:
+                cost += f" (+{row.unpriced_calls:,} unpriced)"
         models.add_row(
             row.model,
             f"{row.calls:,}",
