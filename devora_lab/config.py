@@ -25,6 +25,7 @@ from devora_lab.errors import ConfigError, SecretInConfigError
 __all__ = [
     "DEFAULT_WORKSPACE",
     "EventSettings",
+    "PricingSettings",
     "ProviderSettings",
     "Settings",
     "load_settings",
@@ -58,6 +59,14 @@ class EventSettings(_Strict):
     )
 
 
+class PricingSettings(_Strict):
+    """Where prices come from beyond the shipped price book."""
+
+    overrides: Path | None = Field(
+        None, description="JSON price book (ours or LiteLLM's format) layered over the shipped "
+        "one; relative paths are relative to the workspace.")
+
+
 class ProviderSettings(_Strict):
     """One LLM provider endpoint. The key is named by ``api_key_env``, never stored."""
 
@@ -70,7 +79,8 @@ class Settings(_Strict):
     """All settings of one workspace."""
 
     workspace: Path
-    events: EventSettings = EventSettings()
+    events: EventSettings = Field(default_factory=EventSettings)
+    pricing: PricingSettings = Field(default_factory=PricingSettings)
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
 
     def api_key(self, provider: str, env: Mapping[str, str] | None = None) -> SecretStr | None:
@@ -180,7 +190,9 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _env_names() -> list[str]:
-    return [f"{_ENV_PREFIX}EVENTS__{key.upper()}" for key in EventSettings.model_fields]
+    sections: dict[str, type[BaseModel]] = {"EVENTS": EventSettings, "PRICING": PricingSettings}
+    return [f"{_ENV_PREFIX}{section}__{key.upper()}"
+            for section, model in sections.items() for key in model.model_fields]
 
 
 def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> None:

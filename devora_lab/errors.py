@@ -7,13 +7,26 @@ Each error says what was wrong and, in ``fix``, what to do about it; both appear
 
     DevoraError
     ├── ConfigError                 a setting is unknown, mistyped or out of range
-    │   └── SecretInConfigError     an API key was put in a file instead of the environment
+    │   ├── SecretInConfigError     an API key was put in a file instead of the environment
+    │   └── PriceBookError          a price book file is unreadable or malformed
     ├── WorkspaceError              the workspace folder cannot be created, read or written
     ├── EventLogError               the event log cannot be written or read
     │   ├── EventSchemaError        an event or a row does not fit the schema
     │   └── QueryError              a query over the event log failed
     ├── TraceImportError            an external trace file cannot be imported
-    └── ExportError                 events cannot be exported to the requested format
+    ├── ExportError                 events cannot be exported to the requested format
+    ├── ModelRoutingError           no provider is configured for a model
+    ├── ProviderError               a provider failed to answer (status, retryable, retry_after)
+    │   ├── ProviderConnectionError connection refused, reset or closed early
+    │   ├── ProviderTimeoutError    no answer within the timeout
+    │   ├── RateLimitError          429: too many requests or tokens
+    │   ├── ProviderOverloadedError 5xx and Anthropic's 529: the provider is struggling
+    │   ├── AuthenticationError     401/403: the key is missing, wrong or not allowed
+    │   ├── BadRequestError         4xx: the request itself is wrong (not retried)
+    │   │   └── ContextWindowError  the prompt does not fit the model's context window
+    │   ├── MalformedResponseError  the answer could not be parsed
+    │   └── StreamInterruptedError  a stream broke after text arrived (carries partial_text)
+    └── AllModelsFailedError        every model in the fallback chain failed (carries errors)
 
 Warnings (never exceptions, so that a reader keeps going):
 
@@ -23,16 +36,31 @@ Warnings (never exceptions, so that a reader keeps going):
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
+    "AllModelsFailedError",
+    "AuthenticationError",
+    "BadRequestError",
     "ConfigError",
+    "ContextWindowError",
     "CorruptSegmentWarning",
     "DevoraError",
     "DevoraWarning",
     "EventLogError",
     "EventSchemaError",
     "ExportError",
+    "MalformedResponseError",
+    "ModelRoutingError",
+    "PriceBookError",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderOverloadedError",
+    "ProviderTimeoutError",
     "QueryError",
+    "RateLimitError",
     "SecretInConfigError",
+    "StreamInterruptedError",
     "TraceImportError",
     "WorkspaceError",
 ]
@@ -63,6 +91,10 @@ class SecretInConfigError(ConfigError):
     """An API key was written into a settings file; keys come from the environment only."""
 
 
+class PriceBookError(ConfigError, ValueError):
+    """A price book (ours, an override, or LiteLLM's map) is unreadable or malformed."""
+
+
 class WorkspaceError(DevoraError):
     """The workspace folder cannot be created, read or written."""
 
@@ -85,6 +117,99 @@ class TraceImportError(DevoraError):
 
 class ExportError(DevoraError):
     """Events cannot be exported in the requested format or place."""
+
+
+class ModelRoutingError(DevoraError):
+    """No provider is configured for the requested model."""
+
+
+class ProviderError(DevoraError):
+    """A provider failed to answer.
+
+    ``retryable`` says whether the same request may succeed later; ``retry_after`` is the
+    wait in seconds the provider asked for, if any. Messages never contain API keys.
+    """
+
+    default_retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        fix: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        status: int | None = None,
+        retryable: bool | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.provider = provider
+        self.model = model
+        self.status = status
+        self.retryable = self.default_retryable if retryable is None else retryable
+        self.retry_after = retry_after
+        super().__init__(message, fix=fix)
+
+
+class ProviderConnectionError(ProviderError):
+    """The connection was refused, reset or closed before a full answer."""
+
+    default_retryable = True
+
+
+class ProviderTimeoutError(ProviderError):
+    """No answer arrived within the timeout."""
+
+    default_retryable = True
+
+
+class RateLimitError(ProviderError):
+    """HTTP 429: the provider asks us to slow down."""
+
+    default_retryable = True
+
+
+class ProviderOverloadedError(ProviderError):
+    """HTTP 5xx or 529: the provider is failing or overloaded."""
+
+    default_retryable = True
+
+
+class AuthenticationError(ProviderError):
+    """HTTP 401/403: the API key is missing, wrong, or lacks access to the model."""
+
+
+class BadRequestError(ProviderError):
+    """HTTP 4xx: the request is wrong and repeating it will not help."""
+
+
+class ContextWindowError(BadRequestError):
+    """The prompt does not fit the model's context window."""
+
+
+class MalformedResponseError(ProviderError):
+    """The provider's answer could not be parsed."""
+
+    default_retryable = True
+
+
+class StreamInterruptedError(ProviderError):
+    """A stream broke after some text was received; ``partial_text`` holds that text."""
+
+    default_retryable = False
+
+    def __init__(self, message: str, *, partial_text: str, **context: Any) -> None:
+        self.partial_text = partial_text
+        super().__init__(message, **context)
+
+
+class AllModelsFailedError(DevoraError):
+    """Every model of the fallback chain failed; ``errors`` holds the last error of each."""
+
+    def __init__(self, message: str, *, errors: list[ProviderError],
+                 fix: str | None = None) -> None:
+        self.errors = errors
+        super().__init__(message, fix=fix)
 
 
 class DevoraWarning(UserWarning):

@@ -26,6 +26,7 @@ from devora_lab.errors import WorkspaceError
 
 if TYPE_CHECKING:
     from devora_lab.events import EventLog
+    from devora_lab.llm.pricing import PriceBook
 
 __all__ = ["Workspace"]
 
@@ -90,6 +91,17 @@ class Workspace:
             roll_max_seconds=events.roll_max_seconds,
             fsync=events.fsync,
         )
+
+    def price_book(self) -> PriceBook:
+        """The shipped price book with the workspace's overrides, if any, on top."""
+        from devora_lab.llm.pricing import PriceBook
+
+        book = PriceBook.default()
+        overrides = self.settings.pricing.overrides
+        if overrides is None:
+            return book
+        path = overrides if overrides.is_absolute() else self.root / overrides
+        return book.with_overrides(PriceBook.load(path))
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"

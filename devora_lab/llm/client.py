@@ -1,0 +1,366 @@
+"""``Client`` and ``AsyncClient``: chat completions with retries, fallback, prices and events.
+
+Both are thin shells over ``CallDriver``, which makes every decision; they only send bytes
+and wait. The HTTP transport can be injected (``httpx.MockTransport`` in tests, a shared
+connection pool in production).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Self
+
+import httpx
+
+from devora_lab.errors import ProviderConnectionError, ProviderError
+from devora_lab.llm.driver import CallDriver, CallSettings, Tags
+from devora_lab.llm.policy import CircuitBreaker, FallbackPolicy, RetryPolicy
+from devora_lab.llm.providers.base import ParsedCompletion
+from devora_lab.llm.routing import ProviderConfig, Route, Router
+from devora_lab.llm.sse import SSEDecoder
+from devora_lab.llm.types import Chunk, Completion, Message
+
+if TYPE_CHECKING:
+    from devora_lab.events import EventLog
+    from devora_lab.llm.pricing import PriceBook
+
+__all__ = ["AsyncClient", "AsyncStream", "Client", "Stream"]
+
+_DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+
+
+class _Base:
+    """Configuration shared by both clients (no I/O here)."""
+
+    def __init__(
+        self,
+        *,
+        event_log: EventLog | None = None,
+        providers: Mapping[str, ProviderConfig] | None = None,
+        router: Router | None = None,
+        price_book: PriceBook | None = None,
+        retry: RetryPolicy | None = None,
+        fallback: FallbackPolicy | None = None,
+        fallbacks: Mapping[str, Sequence[str]] | None = None,
+        breaker: CircuitBreaker | None = None,
+        content_policy: str = "hashed",
+        tags: Tags | None = None,
+        timeout: float | httpx.Timeout | None = None,
+    ) -> None:
+        from devora_lab.llm.pricing import PriceBook
+
+        self.settings = CallSettings(
+            router=router if router is not None else Router(providers),
+            event_log=event_log,
+            price_book=price_book if price_book is not None else PriceBook.default(),
+            retry=retry if retry is not None else RetryPolicy(),
+            fallback=fallback if fallback is not None else FallbackPolicy(),
+            breaker=breaker if breaker is not None else CircuitBreaker(),
+            fallbacks=dict(fallbacks or {}),
+            content_policy=content_policy,
+            tags=tags if tags is not None else Tags(),
+        )
+        if timeout is None:
+            self.timeout = _DEFAULT_TIMEOUT
+        elif isinstance(timeout, httpx.Timeout):
+            self.timeout = timeout
+        else:
+            self.timeout = httpx.Timeout(timeout)
+
+    @classmethod
+    def from_workspace(cls, workspace: str | os.PathLike[str] | None = None,
+                       **options: Any) -> Self:
+        """A client logging to a workspace's event log, configured from its settings.
+
+        Providers and base URLs come from ``devora.toml`` and the environment
+        (``OPENAI_BASE_URL``, ``ANTHROPIC_BASE_URL`` point them at the simulator); keys from
+        the environment only.
+        """
+        from devora_lab.workspace import Workspace
+
+        space = Workspace(workspace).ensure()
+        options.setdefault("event_log", space.event_log())
+        options.setdefault("router", Router(settings=space.settings))
+        options.setdefault("price_book", space.price_book())
+        options.setdefault("content_policy", space.settings.events.content_policy)
+        return cls(**options)
+
+    def _driver(self, messages: Sequence[Message], model: str, params: Mapping[str, Any],
+                stream: bool, tags: Tags | None, fallbacks: Sequence[str] | None) -> CallDriver:
+        return CallDriver(self.settings, messages, model, params, stream=stream, tags=tags,
+                          fallbacks=fallbacks)
+
+
+def _parse(driver: CallDriver, route: Route, response: httpx.Response) -> ParsedCompletion:
+    if response.status_code >= 400:
+        raise driver.http_error(route, response.status_code, response.content, response.headers)
+    return route.adapter.parse_chat(response.content, route.model)
+
+
+class Client(_Base):
+    """Synchronous client. ``complete`` returns a ``Completion``; ``stream`` a ``Stream``.
+
+    >>> client = Client(event_log=EventLog("ws/events"))          # doctest: +SKIP
+    >>> client.complete([{"role": "user", "content": "Hi"}], model="gpt-4o-mini").text
+    """
+
+    def __init__(self, *, transport: httpx.BaseTransport | None = None,
+                 http_client: httpx.Client | None = None, **options: Any) -> None:
+        super().__init__(**options)
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.Client(transport=transport, timeout=self.timeout)
+
+    def complete(self, messages: Sequence[Message], *, model: str, tags: Tags | None = None,
+                 fallbacks: Sequence[str] | None = None, **params: Any) -> Completion:
+        """Send a chat request; retry, fall back, price and log it; return the answer."""
+        driver = self._driver(messages, model, params, False, tags, fallbacks)
+        while (route := driver.next_route()) is not None:
+            spec = driver.request(route)
+            started = driver.settings.clock()
+            try:
+                response = self._http.post(spec.url, headers=spec.headers,
+                                           content=driver.body_bytes(spec))
+                parsed = _parse(driver, route, response)
+            except httpx.HTTPError as exc:
+                error = driver.transport_error(route, exc)
+            except ProviderError as exc:
+                error = driver.scrub(exc)
+            else:
+                return driver.succeed(route, parsed, started)
+            delay = driver.fail(route, error, started)
+            if delay:
+                time.sleep(delay)
+        raise driver.give_up()
+
+    def stream(self, messages: Sequence[Message], *, model: str, tags: Tags | None = None,
+               fallbacks: Sequence[str] | None = None, **params: Any) -> Stream:
+        """Stream a chat answer: iterate the ``Stream`` for ``Chunk`` values."""
+        driver = self._driver(messages, model, params, True, tags, fallbacks)
+        return Stream(self, driver)
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class Stream:
+    """An answer arriving chunk by chunk. After the last chunk, ``completion`` is set.
+
+    Retries and fallbacks happen until the first text arrives; a failure after that raises
+    ``StreamInterruptedError`` with the text received so far.
+    """
+
+    def __init__(self, client: Client, driver: CallDriver) -> None:
+        self._client = client
+        self._driver = driver
+        self.completion: Completion | None = None
+        self._partial: ParsedCompletion | None = None
+        self._finished = False
+        self._iterator = self._run()
+
+    def __iter__(self) -> Iterator[Chunk]:
+        return self._iterator
+
+    def __next__(self) -> Chunk:
+        return next(self._iterator)
+
+    def text(self) -> str:
+        """Read the whole stream and return its text."""
+        for _ in self:
+            pass
+        assert self.completion is not None
+        return self.completion.text
+
+    def _run(self) -> Generator[Chunk, None, None]:
+        driver = self._driver
+        try:
+            while (route := driver.next_route()) is not None:
+                spec = driver.request(route)
+                started = driver.settings.clock()
+                state = route.adapter.new_stream(route.model)
+                first: list[float] = []
+                try:
+                    with self._client._http.stream("POST", spec.url, headers=spec.headers,
+                                                   content=driver.body_bytes(spec)) as response:
+                        if response.status_code >= 400:
+                            response.read()
+                            raise driver.http_error(route, response.status_code,
+                                                    response.content, response.headers)
+                        decoder = SSEDecoder()
+                        for raw in response.iter_bytes():
+                            for event in decoder.feed(raw):
+                                for chunk in state.feed(event):
+                                    if chunk.text and not first:
+                                        first.append(driver.settings.clock())
+                                    self._partial = state.result()
+                                    yield chunk
+                        if not state.done:
+                            raise ProviderConnectionError(
+                                f"the stream from {route.deployment} ended before its last event",
+                                provider=route.adapter.name, model=route.model)
+                except (httpx.HTTPError, ProviderError) as exc:
+                    error = (driver.transport_error(route, exc) if isinstance(exc, httpx.HTTPError)
+                             else driver.scrub(exc))
+                    if state.saw_content:
+                        raise driver.interrupted(route, error, state.result(), started) from None
+                    delay = driver.fail(route, error, started)
+                    if delay:
+                        time.sleep(delay)
+                    continue
+                self.completion = driver.succeed(route, state.result(), started,
+                                                 first[0] if first else None)
+                return
+            raise driver.give_up()
+        finally:
+            self._finished = True
+
+    def close(self) -> None:
+        """Stop reading; a stream closed before its end is logged as cancelled."""
+        if self.completion is None and not self._finished:
+            self._iterator.close()
+            self._driver.cancelled(self._driver._route, self._partial)
+        self._iterator.close()
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class AsyncClient(_Base):
+    """Asynchronous client with the same behaviour as ``Client``."""
+
+    def __init__(self, *, transport: httpx.AsyncBaseTransport | None = None,
+                 http_client: httpx.AsyncClient | None = None, **options: Any) -> None:
+        super().__init__(**options)
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(transport=transport, timeout=self.timeout)
+
+    async def complete(self, messages: Sequence[Message], *, model: str,
+                       tags: Tags | None = None, fallbacks: Sequence[str] | None = None,
+                       **params: Any) -> Completion:
+        """Send a chat request; retry, fall back, price and log it; return the answer."""
+        driver = self._driver(messages, model, params, False, tags, fallbacks)
+        while (route := driver.next_route()) is not None:
+            spec = driver.request(route)
+            started = driver.settings.clock()
+            try:
+                response = await self._http.post(spec.url, headers=spec.headers,
+                                                 content=driver.body_bytes(spec))
+                parsed = _parse(driver, route, response)
+            except httpx.HTTPError as exc:
+                error = driver.transport_error(route, exc)
+            except ProviderError as exc:
+                error = driver.scrub(exc)
+            else:
+                return driver.succeed(route, parsed, started)
+            delay = driver.fail(route, error, started)
+            if delay:
+                await asyncio.sleep(delay)
+        raise driver.give_up()
+
+    def stream(self, messages: Sequence[Message], *, model: str, tags: Tags | None = None,
+               fallbacks: Sequence[str] | None = None, **params: Any) -> AsyncStream:
+        """Stream a chat answer: ``async for`` over the ``AsyncStream``."""
+        driver = self._driver(messages, model, params, True, tags, fallbacks)
+        return AsyncStream(self, driver)
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class AsyncStream:
+    """The async counterpart of ``Stream``."""
+
+    def __init__(self, client: AsyncClient, driver: CallDriver) -> None:
+        self._client = client
+        self._driver = driver
+        self.completion: Completion | None = None
+        self._partial: ParsedCompletion | None = None
+        self._finished = False
+        self._iterator = self._run()
+
+    def __aiter__(self) -> AsyncIterator[Chunk]:
+        return self._iterator
+
+    async def __anext__(self) -> Chunk:
+        return await self._iterator.__anext__()
+
+    async def text(self) -> str:
+        async for _ in self:
+            pass
+        assert self.completion is not None
+        return self.completion.text
+
+    async def _run(self) -> AsyncGenerator[Chunk, None]:
+        driver = self._driver
+        try:
+            while (route := driver.next_route()) is not None:
+                spec = driver.request(route)
+                started = driver.settings.clock()
+                state = route.adapter.new_stream(route.model)
+                first: list[float] = []
+                try:
+                    async with self._client._http.stream(
+                        "POST", spec.url, headers=spec.headers, content=driver.body_bytes(spec)
+                    ) as response:
+                        if response.status_code >= 400:
+                            await response.aread()
+                            raise driver.http_error(route, response.status_code,
+                                                    response.content, response.headers)
+                        decoder = SSEDecoder()
+                        async for raw in response.aiter_bytes():
+                            for event in decoder.feed(raw):
+                                for chunk in state.feed(event):
+                                    if chunk.text and not first:
+                                        first.append(driver.settings.clock())
+                                    self._partial = state.result()
+                                    yield chunk
+                        if not state.done:
+                            raise ProviderConnectionError(
+                                f"the stream from {route.deployment} ended before its last event",
+                                provider=route.adapter.name, model=route.model)
+                except (httpx.HTTPError, ProviderError) as exc:
+                    error = (driver.transport_error(route, exc) if isinstance(exc, httpx.HTTPError)
+                             else driver.scrub(exc))
+                    if state.saw_content:
+                        raise driver.interrupted(route, error, state.result(), started) from None
+                    delay = driver.fail(route, error, started)
+                    if delay:
+                        await asyncio.sleep(delay)
+                    continue
+                self.completion = driver.succeed(route, state.result(), started,
+                                                 first[0] if first else None)
+                return
+            raise driver.give_up()
+        finally:
+            self._finished = True
+
+    async def aclose(self) -> None:
+        if self.completion is None and not self._finished:
+            await self._iterator.aclose()
+            self._driver.cancelled(self._driver._route, self._partial)
+        await self._iterator.aclose()
+
+    async def __aenter__(self) -> AsyncStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

@@ -1,0 +1,379 @@
+"""One logical LLM call as a state machine without I/O, shared by Client and AsyncClient.
+
+The clients ask the driver which route to try next, send the request themselves, and report
+the outcome; the driver decides retries, waits, fallbacks and cooldowns, writes one
+``llm.attempt`` event per HTTP request and one ``llm.call`` event per logical call, and builds
+the result. So both clients behave identically by construction, and every decision is
+tested without sockets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from devora_lab.errors import (
+    AllModelsFailedError,
+    DevoraError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeoutError,
+    StreamInterruptedError,
+)
+from devora_lab.events.schema import Event, EventKind, new_id
+from devora_lab.llm.policy import CircuitBreaker, FallbackPolicy, RetryPolicy
+from devora_lab.llm.providers.base import ParsedCompletion, RequestSpec
+from devora_lab.llm.redact import redact
+from devora_lab.llm.routing import Route, Router
+from devora_lab.llm.types import Completion, Message
+
+if TYPE_CHECKING:
+    from devora_lab.events import EventLog
+    from devora_lab.llm.pricing import PriceBook
+
+__all__ = ["CallSettings", "CallDriver", "Tags"]
+
+log = logging.getLogger("devora_lab.llm")
+
+
+@dataclass(frozen=True, slots=True)
+class Tags:
+    """Who and what a call is for; copied onto every event of the call."""
+
+    user_id: str | None = None
+    session_id: str | None = None
+    agent: str | None = None
+    experiment: str | None = None
+    variant: str | None = None
+    template_name: str | None = None
+    template_version: str | None = None
+    trace_id: str | None = None
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+    def merged(self, other: Tags | None) -> Tags:
+        """These tags overridden by the non-empty fields of ``other``."""
+        if other is None:
+            return self
+        values = {name: getattr(other, name) or getattr(self, name)
+                  for name in ("user_id", "session_id", "agent", "experiment", "variant",
+                               "template_name", "template_version", "trace_id")}
+        return Tags(**values, attributes={**self.attributes, **other.attributes})
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    """Everything a driver needs that does not change from call to call."""
+
+    router: Router
+    event_log: EventLog | None
+    price_book: PriceBook
+    retry: RetryPolicy
+    fallback: FallbackPolicy
+    breaker: CircuitBreaker
+    fallbacks: Mapping[str, Sequence[str]]
+    content_policy: str = "hashed"
+    tags: Tags = Tags()
+    clock: Callable[[], float] = time.perf_counter
+    rng: random.Random = field(default_factory=random.Random)
+    warned_unpriced: set[str] = field(default_factory=set)  # warn once per model per client
+
+
+class CallDriver:
+    """Drives one logical call across attempts and fallback models."""
+
+    def __init__(self, settings: CallSettings, messages: Sequence[Message], model: str,
+                 params: Mapping[str, Any], *, stream: bool, tags: Tags | None = None,
+                 fallbacks: Sequence[str] | None = None) -> None:
+        self.settings = settings
+        self.messages = messages
+        self.requested_model = model
+        self.params = dict(params)
+        self.stream = stream
+        self.tags = settings.tags.merged(tags)
+        chain = fallbacks if fallbacks is not None else settings.fallbacks.get(model, ())
+        self.chain = [model, *chain]
+        self.request_id = new_id()
+        self.started = settings.clock()
+        self.attempts = 0
+        self.errors: list[ProviderError] = []
+        self._index = -1
+        self._route: Route | None = None
+        self._retry_same = False
+        self._model_attempts = 0
+        self._last_error: ProviderError | None = None
+
+    # -- what to do next -----------------------------------------------------------------
+
+    def next_route(self) -> Route | None:
+        """The route to send to now, or None when the chain is exhausted."""
+        if self._retry_same and self._route is not None:
+            self._retry_same = False
+            return self._route
+        while self._index + 1 < len(self.chain):
+            self._index += 1
+            self._model_attempts = 0
+            route = self.settings.router.resolve(self.chain[self._index])
+            if not self.settings.breaker.allows(route.deployment):
+                self._skip(route, "cooling down after repeated failures")
+                continue
+            self._route = route
+            return route
+        return None
+
+    @property
+    def fallback_index(self) -> int:
+        return max(self._index, 0)
+
+    def request(self, route: Route) -> RequestSpec:
+        return route.adapter.chat_request(self.messages, route.model, self.params,
+                                          stream=self.stream)
+
+    def body_bytes(self, spec: RequestSpec) -> bytes:
+        return orjson.dumps(spec.body)
+
+    # -- outcomes ------------------------------------------------------------------------
+
+    def succeed(self, route: Route, parsed: ParsedCompletion, attempt_started: float,
+                ttft: float | None = None) -> Completion:
+        """Record a successful attempt and the call; return the completion."""
+        now = self.settings.clock()
+        self.attempts += 1
+        self.settings.breaker.record_success(route.deployment)
+        cost, status = self._price(route, parsed)
+        attempt_ttft = None if ttft is None else (ttft - attempt_started) * 1000
+        self._write(self._attempt_event(route, (now - attempt_started) * 1000, "ok",
+                                        parsed=parsed, ttft_ms=attempt_ttft, http_status=200))
+        completion = Completion(
+            text=parsed.text, model=parsed.model, requested_model=self.requested_model,
+            provider=route.adapter.name, usage=parsed.usage, finish_reason=parsed.finish_reason,
+            tool_calls=parsed.tool_calls, cost_usd=cost, cost_status=status,
+            latency_ms=(now - self.started) * 1000,
+            ttft_ms=None if ttft is None else (ttft - self.started) * 1000,
+            attempts=self.attempts, fallback_index=self.fallback_index,
+            request_id=self.request_id, response_id=parsed.response_id, raw=parsed.raw,
+        )
+        self._write(self._call_event(route, completion))
+        return completion
+
+    def fail(self, route: Route, error: ProviderError, attempt_started: float) -> float | None:
+        """Record a failed attempt; return seconds to wait before retrying the same route,
+        or None to move on down the chain."""
+        now = self.settings.clock()
+        self.attempts += 1
+        self._model_attempts += 1
+        self._last_error = error
+        self._write(self._attempt_event(route, (now - attempt_started) * 1000, "error",
+                                        error=error, http_status=error.status))
+        decision = self.settings.retry.decide(error, self._model_attempts, now - self.started,
+                                              self.settings.rng)
+        if decision.retry:
+            self._retry_same = True
+            return decision.delay
+        self.settings.breaker.record_failure(route.deployment)
+        self.errors.append(error)
+        if not self.settings.fallback.should_fall_back(error):
+            self._index = len(self.chain)  # stop here: the error is not one to fall back on
+        return None
+
+    def interrupted(self, route: Route, error: ProviderError, partial: ParsedCompletion,
+                    attempt_started: float) -> StreamInterruptedError:
+        """A stream broke after text arrived: record it and build the error to raise."""
+        self.attempts += 1
+        now = self.settings.clock()
+        self._write(self._attempt_event(route, (now - attempt_started) * 1000, "error",
+                                        error=error, http_status=error.status, parsed=partial))
+        interrupted = StreamInterruptedError(
+            f"the stream from {route.deployment} broke after {len(partial.text)} characters: "
+            f"{error.message}",
+            partial_text=partial.text, fix="use the partial text, or call again",
+            provider=route.adapter.name, model=route.model, status=error.status,
+        )
+        self._write(self._failed_call_event(route, interrupted, partial))
+        return interrupted
+
+    def cancelled(self, route: Route | None, partial: ParsedCompletion | None) -> None:
+        """The caller stopped reading a stream before its end."""
+        event = self._base_event(EventKind.LLM_CALL, route)
+        self._fill_usage(event, partial)
+        event.status = "cancelled"
+        event.latency_ms = (self.settings.clock() - self.started) * 1000
+        self._write(event)
+
+    def give_up(self) -> DevoraError:
+        """The error to raise when no model could answer; also records the failed call."""
+        if not self.errors and self._last_error is not None:
+            self.errors.append(self._last_error)
+        if not self.errors:
+            error: DevoraError = AllModelsFailedError(
+                f"no model of {self.chain} could be tried: all are cooling down",
+                errors=[], fix="wait for the cooldown, or add a fallback model")
+        elif len(self.errors) == 1:
+            error = self.errors[-1]
+        else:
+            summary = "; ".join(f"{e.model}: {type(e).__name__}" for e in self.errors)
+            error = AllModelsFailedError(
+                f"every model in the fallback chain failed ({summary})", errors=self.errors,
+                fix="see .errors for each model's last error")
+        self._write(self._failed_call_event(self._route, error, None))
+        return error
+
+    def transport_error(self, route: Route, exc: Exception) -> ProviderError:
+        """A typed, redacted error for a failure below HTTP (connect, timeout, reset)."""
+        import httpx
+
+        text = redact(f"{type(exc).__name__}: {exc}", self.settings.router.secrets())
+        if isinstance(exc, httpx.TimeoutException):
+            return ProviderTimeoutError(
+                f"{route.deployment} timed out ({text})",
+                fix="retried automatically; raise the timeout if the model is slow",
+                provider=route.adapter.name, model=route.model)
+        return ProviderConnectionError(
+            f"connection to {route.deployment} failed ({text})",
+            fix="retried automatically; check the base_url",
+            provider=route.adapter.name, model=route.model)
+
+    def http_error(self, route: Route, status: int, body: bytes,
+                   headers: Mapping[str, str]) -> ProviderError:
+        error = route.adapter.error(status, body, headers, route.model)
+        return self.scrub(error)
+
+    def scrub(self, error: ProviderError) -> ProviderError:
+        """Remove any key from the error's text (a provider may echo it back)."""
+        secrets = self.settings.router.secrets()
+        error.message = redact(error.message, secrets)
+        error.args = (redact(str(error), secrets),)
+        return error
+
+    # -- events --------------------------------------------------------------------------
+
+    def _skip(self, route: Route, reason: str) -> None:
+        event = self._base_event(EventKind.LLM_ATTEMPT, route)
+        event.status = "skipped"
+        event.error_type = "CircuitOpen"
+        event.error_message = reason
+        self._write(event)
+
+    def _base_event(self, kind: EventKind, route: Route | None) -> Event:
+        tags = self.tags
+        event = Event(kind=kind, request_id=self.request_id, operation="chat",
+                      streamed=self.stream, fallback_index=self.fallback_index,
+                      user_id=tags.user_id, session_id=tags.session_id, agent=tags.agent,
+                      experiment=tags.experiment, variant=tags.variant,
+                      template_name=tags.template_name, template_version=tags.template_version,
+                      trace_id=tags.trace_id)
+        if tags.attributes:
+            event.attributes = dict(tags.attributes)
+        if route is not None:
+            event.provider = route.adapter.name
+        temperature = self.params.get("temperature")
+        if isinstance(temperature, int | float):
+            event.temperature = float(temperature)
+        max_tokens = self.params.get("max_tokens") or self.params.get("max_completion_tokens")
+        if isinstance(max_tokens, int):
+            event.max_tokens = max_tokens
+        return event
+
+    def _attempt_event(self, route: Route, latency_ms: float, status: str, *,
+                       parsed: ParsedCompletion | None = None, error: ProviderError | None = None,
+                       ttft_ms: float | None = None, http_status: int | None = None) -> Event:
+        event = self._base_event(EventKind.LLM_ATTEMPT, route)
+        event.request_model = route.model
+        event.attempt = self.attempts
+        event.latency_ms = latency_ms
+        event.ttft_ms = ttft_ms
+        event.status = status
+        event.http_status = http_status
+        self._fill_usage(event, parsed)
+        if error is not None:
+            event.error_type = type(error).__name__
+            event.error_message = redact(error.message, self.settings.router.secrets())[:500]
+        return event
+
+    def _fill_usage(self, event: Event, parsed: ParsedCompletion | None) -> None:
+        if parsed is None:
+            return
+        event.response_model = parsed.model
+        event.input_tokens = parsed.usage.input_tokens
+        event.output_tokens = parsed.usage.output_tokens
+        event.cached_input_tokens = parsed.usage.cached_input_tokens
+        event.cache_creation_input_tokens = parsed.usage.cache_creation_input_tokens
+        event.finish_reason = parsed.finish_reason
+        event.response_id = parsed.response_id
+
+    def _call_event(self, route: Route, completion: Completion) -> Event:
+        event = self._base_event(EventKind.LLM_CALL, route)
+        event.request_model = self.requested_model
+        event.response_model = completion.model
+        event.response_id = completion.response_id
+        event.input_tokens = completion.usage.input_tokens
+        event.output_tokens = completion.usage.output_tokens
+        event.cached_input_tokens = completion.usage.cached_input_tokens
+        event.cache_creation_input_tokens = completion.usage.cache_creation_input_tokens
+        event.cost_usd = completion.cost_usd
+        event.cost_status = completion.cost_status
+        event.price_book_version = self.settings.price_book.version
+        event.latency_ms = completion.latency_ms
+        event.ttft_ms = completion.ttft_ms
+        event.status = "ok"
+        event.finish_reason = completion.finish_reason
+        event.attempt = completion.attempts
+        self._content(event, completion.text)
+        if completion.tool_calls:
+            event.attributes["tool_calls"] = [c.name for c in completion.tool_calls]
+        if len(self.chain) > 1:
+            event.attributes["fallback_chain"] = list(self.chain)
+        return event
+
+    def _failed_call_event(self, route: Route | None, error: DevoraError,
+                           partial: ParsedCompletion | None) -> Event:
+        event = self._base_event(EventKind.LLM_CALL, route)
+        event.request_model = self.requested_model
+        self._fill_usage(event, partial)
+        event.status = "error"
+        event.error_type = type(error).__name__
+        event.error_message = redact(error.message, self.settings.router.secrets())[:500]
+        event.http_status = getattr(error, "status", None)
+        event.attempt = self.attempts
+        event.latency_ms = (self.settings.clock() - self.started) * 1000
+        self._content(event, partial.text if partial else None)
+        return event
+
+    def _content(self, event: Event, response: str | None) -> None:
+        policy = self.settings.content_policy
+        if policy == "none":
+            return
+        prompt = orjson.dumps(list(self.messages), option=orjson.OPT_SORT_KEYS)
+        event.prompt_hash = hashlib.sha256(prompt).hexdigest()
+        if response is not None:
+            event.response_hash = hashlib.sha256(response.encode()).hexdigest()
+        if policy == "full":
+            secrets = self.settings.router.secrets()
+            event.prompt_text = redact(prompt.decode(), secrets)
+            event.response_text = None if response is None else redact(response, secrets)
+
+    def _price(self, route: Route, parsed: ParsedCompletion) -> tuple[float | None, str]:
+        book = self.settings.price_book
+        usage = parsed.usage
+        for name in (parsed.model, route.model):
+            if book.price(name) is not None:
+                cost = book.cost(name, usage.input_tokens, usage.output_tokens,
+                                 cached_input_tokens=usage.cached_input_tokens,
+                                 cache_creation_input_tokens=usage.cache_creation_input_tokens)
+                return cost, "priced"
+        if route.model not in self.settings.warned_unpriced:
+            self.settings.warned_unpriced.add(route.model)
+            log.warning("model %s is not in the price book (version %s): its calls are logged "
+                        "as unpriced, not $0; add it with a price-book override", route.model,
+                        book.version)
+        return None, "unpriced"
+
+    def _write(self, event: Event) -> None:
+        if self.settings.event_log is not None:
+            self.settings.event_log.write(event)
