@@ -55,8 +55,10 @@ class Catalog:
         self.layout = layout
         self._facts: dict[tuple[str, int, int], FileFacts | None] = {}
 
-    def snapshot(self) -> Snapshot:
-        spool = self.layout.list_spool()
+    def snapshot(self, spool: list[SpoolEntry] | None = None) -> Snapshot:
+        """The current files; ``spool``, if given, is a spool listing taken just before."""
+        if spool is None:
+            spool = self.layout.list_spool()
         entries = self.layout.list_parquet()
         snapshot = Snapshot()
         readable = [facts for facts in map(self._facts_for, entries) if facts is not None]

@@ -317,7 +317,10 @@ class Event:
             raise EventSchemaError("an event needs a kind", fix="pass kind=EventKind.<...>")
         if "event_id" not in data:
             data["event_id"] = new_id()
-        if "ts" not in data:
+        if data.get("ts") is None:
+            if "ts" in data:
+                raise EventSchemaError("an event's ts cannot be None",
+                                       fix="leave ts out to stamp the current time")
             data["ts"] = datetime.now(timezone.utc)
         if "schema_version" not in data:
             data["schema_version"] = SCHEMA_VERSION

@@ -85,6 +85,14 @@ def _json_columns_sql() -> tuple[dict[str, str], str]:
     return columns, select
 
 
+@cache
+def _not_all_null_sql() -> str:
+    # With ignore_errors, DuckDB turns a line it cannot parse (damaged, or torn at the end)
+    # into a row of NULLs rather than dropping it. A writer never writes such a row (ts is
+    # always set), so these rows are the damaged lines: drop them and count them as damaged.
+    return " OR ".join(f'"{c.name}" IS NOT NULL' for c in COLUMNS)
+
+
 def _complete_lines(path: os.PathLike[str] | str) -> int:
     with open(path, "rb") as handle:
         data = handle.read()
@@ -101,18 +109,21 @@ def read_segment(con: duckdb.DuckDBPyConnection, entry: SpoolEntry) -> pa.Table 
     return _read_counted(con, entry)[0]
 
 
-def _read_counted(con: duckdb.DuckDBPyConnection, entry: SpoolEntry) -> tuple[pa.Table | None, int]:
+def _read_counted(con: duckdb.DuckDBPyConnection, entry: SpoolEntry,
+                  lines: int | None = None) -> tuple[pa.Table | None, int]:
     """The segment's table (or None if unreadable) and how many damaged lines were skipped."""
     import duckdb
 
-    lines = _complete_lines(entry.path)
+    if lines is None:  # the owner of a sealed segment knows; anyone else counts
+        lines = _complete_lines(entry.path)
     if lines == 0:
         return conform(arrow_schema().empty_table()), 0
     columns, select = _json_columns_sql()
     try:
         table = con.sql(
             f"SELECT {select} FROM read_json($path, format='newline_delimited', "
-            "columns=$columns, ignore_errors=true, maximum_object_size=268435456)",
+            "columns=$columns, ignore_errors=true, maximum_object_size=268435456) "
+            f"WHERE {_not_all_null_sql()}",
             params={"path": str(entry.path), "columns": columns},
         ).to_arrow_table()
     except duckdb.IOException as exc:
@@ -172,7 +183,8 @@ def _parquet_exists(layout: LogLayout, path: str) -> bool:
     return bool(layout.fs.get_file_info(path).type == pafs.FileType.File)
 
 
-def roll_segment(layout: LogLayout, con: duckdb.DuckDBPyConnection, entry: SpoolEntry) -> int:
+def roll_segment(layout: LogLayout, con: duckdb.DuckDBPyConnection, entry: SpoolEntry,
+                 lines: int | None = None) -> int:
     """Turn one locked segment into its Parquet file and delete it; returns rows written.
 
     The caller must hold the segment's lock. Safe to repeat after a crash at any step.
@@ -180,7 +192,7 @@ def roll_segment(layout: LogLayout, con: duckdb.DuckDBPyConnection, entry: Spool
     final_path = layout.parquet_path(entry.day, entry.stem)
     rows = 0
     if not _parquet_exists(layout, final_path):
-        table, damaged = _read_counted(con, entry)
+        table, damaged = _read_counted(con, entry, lines)
         if table is not None and table.num_rows:
             write_parquet_atomically(layout, table, final_path)
             rows = table.num_rows

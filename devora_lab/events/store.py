@@ -43,7 +43,7 @@ class EventStore:
         self.auto_refresh = auto_refresh
         self._con = connect(threads=threads)
         self._catalog = Catalog(layout)
-        self._spool_cache: dict[str, tuple[int, int, pa.Table]] = {}
+        self._spool_cache: dict[str, tuple[int, int, pa.Table | None]] = {}
         self._snapshot = Snapshot()
         self._con.register("_devora_empty", conform(arrow_schema().empty_table()))
         self.refresh()
@@ -59,43 +59,49 @@ class EventStore:
         return self._snapshot
 
     def refresh(self) -> Snapshot:
-        """Re-list the log's files and rebuild the ``events`` view."""
-        for _ in range(_RETRIES):
-            snapshot = self._catalog.snapshot()
-            try:
-                spool_table = self._read_spool(snapshot.spool)
-            except FileNotFoundError:
-                continue  # a segment was rolled while we read it: list again
-            self._install_view(snapshot, spool_table)
-            self._snapshot = snapshot
-            return snapshot
-        raise QueryError(
-            "the event log kept changing while it was being listed",
-            fix="retry; if it persists, check for a process deleting files in the workspace",
-        )
+        """Re-list the log's files and rebuild the ``events`` view.
 
-    def _read_spool(self, entries: list[SpoolEntry]) -> pa.Table:
-        import pyarrow as pa
+        The spool is listed and read *before* the Parquet files are listed: a segment rolled
+        while it was being read is then found as Parquet (and its spool rows are dropped),
+        so a reader never misses or doubles an event and never has to start over because
+        writers keep rolling segments.
+        """
+        spool = self.layout.list_spool()
+        tables = self._read_spool(spool)
+        snapshot = self._catalog.snapshot(spool=spool)
+        # A segment gone before it could be read was rolled (its Parquet is listed now), or
+        # was empty or unreadable and removed by a recovery: it contributes no rows.
+        snapshot.spool = [entry for entry in snapshot.spool if str(entry.path) in tables]
+        self._install_view(snapshot, self._spool_table(snapshot.spool, tables))
+        self._snapshot = snapshot
+        return snapshot
 
-        tables = []
-        live: set[str] = set()
+    def _read_spool(self, entries: list[SpoolEntry]) -> dict[str, pa.Table | None]:
+        """Each present segment's rows (None if unreadable), by path; vanished ones left out."""
+        tables: dict[str, pa.Table | None] = {}
         for entry in entries:
             key = str(entry.path)
-            live.add(key)
-            stat = entry.path.stat()
-            cached = self._spool_cache.get(key)
-            if cached is None or cached[:2] != (stat.st_size, stat.st_mtime_ns):
-                table = read_segment(self._con, entry)
-                if table is None:
-                    continue
-                cached = (stat.st_size, stat.st_mtime_ns, table)
-                self._spool_cache[key] = cached
-            tables.append(cached[2])
-        for key in set(self._spool_cache) - live:
+            try:
+                stat = entry.path.stat()
+                cached = self._spool_cache.get(key)
+                if cached is None or cached[:2] != (stat.st_size, stat.st_mtime_ns):
+                    cached = (stat.st_size, stat.st_mtime_ns, read_segment(self._con, entry))
+                    self._spool_cache[key] = cached
+            except FileNotFoundError:
+                continue  # rolled or removed meanwhile
+            tables[key] = cached[2]
+        for key in set(self._spool_cache) - tables.keys():
             del self._spool_cache[key]
-        if not tables:
+        return tables
+
+    @staticmethod
+    def _spool_table(entries: list[SpoolEntry], tables: dict[str, pa.Table | None]) -> pa.Table:
+        import pyarrow as pa
+
+        present = [table for entry in entries if (table := tables[str(entry.path)]) is not None]
+        if not present:
             return conform(arrow_schema().empty_table())
-        return pa.concat_tables(tables, promote_options="permissive")
+        return pa.concat_tables(present, promote_options="permissive")
 
     def _install_view(self, snapshot: Snapshot, spool_table: pa.Table) -> None:
         self._con.register("_devora_spool", spool_table)

@@ -29,7 +29,7 @@ import orjson
 
 from devora_lab.errors import EventLogError, EventSchemaError
 from devora_lab.events.layout import SEGMENT_PREFIX, LogLayout, SpoolEntry
-from devora_lab.events.schema import COLUMNS, Event, EventKind
+from devora_lab.events.schema import COLUMNS, SCHEMA_VERSION, Event, EventKind, new_id
 
 if TYPE_CHECKING:
     import duckdb
@@ -56,6 +56,15 @@ _EXACT: Final = {
     | {type(None)}
     | ({EventKind} if c.name == "kind" else set())
     for c in COLUMNS
+}
+# Ints a column can store: INTEGER is 32-bit, BIGINT 64-bit (larger values would read as NULL).
+_INT_RANGES: Final[dict[str, tuple[float, float]]] = {
+    "INTEGER": (-(2**31), 2**31 - 1),
+    "BIGINT": (-(2**63), 2**63 - 1),
+    "DOUBLE": (float("-inf"), float("inf")),
+}
+_INT_RANGE: Final = {
+    c.name: _INT_RANGES[c.duckdb_type] for c in COLUMNS if c.duckdb_type in _INT_RANGES
 }
 _live_writers: weakref.WeakSet[EventWriter] = weakref.WeakSet()
 
@@ -164,10 +173,10 @@ class EventWriter:
         """
         import pyarrow.compute as pc
 
-        from devora_lab.events.segments import conform, write_parquet_atomically
+        from devora_lab.events.segments import write_parquet_atomically
 
         self._check_open()
-        table = conform(table)
+        table = _conformed(table)
         days = pc.cast(table.column("ts"), "date32")
         for day in pc.unique(days).to_pylist():
             part = table.filter(pc.equal(days, day))
@@ -178,10 +187,10 @@ class EventWriter:
     def _serialise(self, event: Event) -> bytes:
         self._check_open()
         data = event.fields
-        if "host" not in data:
+        if "host" not in data:  # stamp provenance once, never overwriting what the caller set
             data["host"] = self._host
-            data["pid"] = self._pid
-            data["sdk_version"] = self._version
+            data.setdefault("pid", self._pid)
+            data.setdefault("sdk_version", self._version)
         try:
             return orjson.dumps(_checked(event, data), option=_ORJSON_OPTIONS)
         except TypeError as exc:
@@ -241,13 +250,12 @@ class EventWriter:
         path = folder / f"{self._next_stem()}.jsonl"
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+            fd = _create_locked(path)
         except OSError as exc:
             raise EventLogError(
                 f"cannot create the event segment {path}: {exc.strerror}",
                 fix="check that the workspace is writable (devora-lab health)",
             ) from exc
-        fcntl.flock(fd, fcntl.LOCK_EX)
         start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
         segment = _Segment(
             SpoolEntry(path, day), fd, start, start + timedelta(days=1), time.monotonic()
@@ -288,7 +296,7 @@ class EventWriter:
             try:
                 if segment is None:
                     return
-                roll_segment(self.layout, con, segment.entry)
+                roll_segment(self.layout, con, segment.entry, segment.count)
             except Exception as exc:  # noqa: BLE001 - the segment stays and is recovered later
                 self._roll_errors.append(exc)
                 log.warning(
@@ -337,6 +345,69 @@ class EventWriter:
         self._reset_process_state()
 
 
+def _conformed(table: pa.Table) -> pa.Table:
+    """``table`` cast to the schema, checked before any file is written (else EventSchemaError).
+
+    Every row needs a kind and a ts: ts chooses the file a row goes to.
+    """
+    import pyarrow as pa
+
+    from devora_lab.events.segments import conform
+
+    try:
+        table = conform(table)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise EventSchemaError(
+            f"the table does not fit the event schema: {exc}",
+            fix="give each column the type of its schema column (see COLUMNS)",
+        ) from exc
+    table = _with_defaults(table)
+    for required in ("kind", "ts"):
+        missing = table.column(required).null_count
+        if missing:
+            raise EventSchemaError(
+                f"{missing} row(s) of the table have no {required}; nothing was written",
+                fix=f"give every row a {required}",
+            )
+    return table
+
+
+def _with_defaults(table: pa.Table) -> pa.Table:
+    """Fill the columns an ``Event`` would fill itself: event_id and schema_version."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ids = table.column("event_id")
+    if ids.null_count:
+        fresh = pa.array([new_id() for _ in range(table.num_rows)], pa.string())
+        table = table.set_column(table.schema.get_field_index("event_id"), "event_id",
+                                 pc.coalesce(ids, fresh))
+    versions = table.column("schema_version")
+    if versions.null_count:
+        table = table.set_column(table.schema.get_field_index("schema_version"),
+                                 "schema_version",
+                                 pc.coalesce(versions, pa.scalar(SCHEMA_VERSION, pa.int32())))
+    return table
+
+
+def _create_locked(path: os.PathLike[str]) -> int:
+    """Create the segment file ``path`` and hold its lock.
+
+    Until the lock is taken the new, empty file looks orphaned: a recovery in another
+    process may roll it, that is delete it, in between. The lock must therefore be held on
+    the file that is at ``path`` afterwards; if it is not, create the file again.
+    """
+    while True:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
 def _checked(event: Event, data: dict[str, Any]) -> dict[str, Any]:
     """The event's fields, type-checked; coerced into a copy only when a value needs it.
 
@@ -344,12 +415,23 @@ def _checked(event: Event, data: dict[str, Any]) -> dict[str, Any]:
     mappings) take the slower path.
     """
     for name, value in data.items():
-        if type(value) not in _EXACT[name]:
+        kind = type(value)
+        if kind not in _EXACT[name]:
             return _coerced(event, data)
+        if kind is int:
+            low, high = _INT_RANGE[name]
+            if not low <= value <= high:
+                _reject(event, name, value, f"an int from {low:.0f} to {high:.0f}")
     for stamp in ("ts", "started_at"):
         value = data.get(stamp)
-        if value is not None and value.tzinfo is None:
+        if value is None:
+            continue
+        offset = value.utcoffset()
+        if offset is None:
             _reject(event, stamp, value, "a timezone-aware datetime")
+        elif offset.seconds % 60 or offset.microseconds:
+            # orjson writes offsets in whole minutes; store such instants in UTC instead.
+            data = {**data, stamp: value.astimezone(timezone.utc)}
     return data
 
 
@@ -370,7 +452,7 @@ def _coerce(event: Event, name: str, duckdb_type: str, value: object) -> object:
         return value
     if duckdb_type == "JSON" and isinstance(value, Mapping):
         return dict(value)
-    if duckdb_type == "BOOLEAN" and type(value).__name__ == "bool_":
+    if duckdb_type == "BOOLEAN" and _is_numpy_bool(value):
         return bool(value)
     expected = {
         "INTEGER": "an int",
@@ -383,6 +465,12 @@ def _coerce(event: Event, name: str, duckdb_type: str, value: object) -> object:
     }
     _reject(event, name, value, expected[duckdb_type])
     return None
+
+
+def _is_numpy_bool(value: object) -> bool:
+    # numpy 1 calls the type bool_, numpy 2 calls it bool (np.bool_ is an alias).
+    kind = type(value)
+    return kind.__module__ == "numpy" and kind.__name__ in ("bool_", "bool")
 
 
 def _is_number(value: object, kind: type) -> bool:
