@@ -46,6 +46,7 @@ class ProviderConfig:
     kind: str
     base_url: str
     api_key_env: str | None = None
+    headers: Mapping[str, str] | None = None  # e.g. OpenRouter's HTTP-Referer and X-Title
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +91,7 @@ class Router:
             config = self._configs[name]
             key = self._env.get(config.api_key_env) if config.api_key_env else None
             kind = AnthropicAdapter if config.kind == "anthropic" else OpenAIAdapter
-            self._adapters[name] = kind(name, config.base_url, key)
+            self._adapters[name] = kind(name, config.base_url, key, config.headers)
         return self._adapters[name]
 
     def secrets(self) -> list[str]:

@@ -122,13 +122,14 @@ def _text_of(content: Any) -> str:
     return "".join(part.get("text", "") for part in content if isinstance(part, dict))
 
 
-def _convert_messages(messages: Sequence[Message]) -> tuple[str, list[dict[str, Any]]]:
-    system_parts: list[str] = []
+def _convert_messages(messages: Sequence[Message]) -> tuple[str | list[dict[str, Any]],
+                                                         list[dict[str, Any]]]:
+    system_blocks: list[dict[str, Any]] = []
     converted: list[dict[str, Any]] = []
     for message in messages:
         role = message.get("role")
         if role in ("system", "developer"):
-            system_parts.append(_text_of(message.get("content")))
+            system_blocks.extend(_user_blocks(message.get("content")))
         elif role == "tool":
             block = {"type": "tool_result", "tool_use_id": message.get("tool_call_id", ""),
                      "content": _text_of(message.get("content"))}
@@ -136,14 +137,39 @@ def _convert_messages(messages: Sequence[Message]) -> tuple[str, list[dict[str, 
         elif role == "assistant":
             _append(converted, "assistant", _assistant_blocks(message))
         elif role == "user":
-            content = message.get("content")
-            blocks = content if isinstance(content, list) else [
-                {"type": "text", "text": _text_of(content)}]
-            _append(converted, "user", list(blocks))
+            _append(converted, "user", _user_blocks(message.get("content")))
         else:
             raise BadRequestError(f"message role {role!r} is not supported",
                                   fix="use system, user, assistant or tool")
-    return "\n\n".join(part for part in system_parts if part), converted
+    return _system(system_blocks), converted
+
+
+def _system(blocks: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    # A plain string unless a block carries more than text (cache_control): keep those as is.
+    if all(set(block) == {"type", "text"} for block in blocks):
+        return "\n\n".join(block["text"] for block in blocks if block["text"])
+    return blocks
+
+
+def _user_blocks(content: Any) -> list[dict[str, Any]]:
+    if content is None or isinstance(content, str):
+        return [{"type": "text", "text": content or ""}]
+    return [_user_block(part) for part in content]
+
+
+def _user_block(part: Mapping[str, Any]) -> dict[str, Any]:
+    kind = part.get("type")
+    if kind == "image_url":
+        url = str((part.get("image_url") or {}).get("url", ""))
+        if url.startswith("data:") and ";base64," in url:
+            media_type, data = url[5:].split(";base64,", 1)
+            return {"type": "image",
+                    "source": {"type": "base64", "media_type": media_type, "data": data}}
+        return {"type": "image", "source": {"type": "url", "url": url}}
+    if kind in ("input_audio", "file"):
+        raise BadRequestError(f"Anthropic models do not accept {kind} message parts",
+                              fix="send text or images to Anthropic, or use an OpenAI model")
+    return dict(part)  # text and Anthropic-native blocks (image, document, cache_control...)
 
 
 def _assistant_blocks(message: Message) -> list[dict[str, Any]]:
@@ -154,8 +180,15 @@ def _assistant_blocks(message: Message) -> list[dict[str, Any]]:
     for call in message.get("tool_calls") or ():
         function = call.get("function", {})
         arguments = function.get("arguments") or "{}"
+        try:
+            parsed = orjson.loads(arguments)
+        except orjson.JSONDecodeError:
+            raise BadRequestError(
+                f"tool call {call.get('id', '?')} in the history has arguments that are not "
+                "JSON", fix="repair or drop that assistant message before sending it again",
+            ) from None
         blocks.append({"type": "tool_use", "id": call.get("id", ""),
-                       "name": function.get("name", ""), "input": orjson.loads(arguments)})
+                       "name": function.get("name", ""), "input": parsed})
     return blocks
 
 
