@@ -66,6 +66,8 @@ _INT_RANGES: Final[dict[str, tuple[float, float]]] = {
 _INT_RANGE: Final = {
     c.name: _INT_RANGES[c.duckdb_type] for c in COLUMNS if c.duckdb_type in _INT_RANGES
 }
+_INT32_MIN: Final = -(2**31)
+_INT32_MAX: Final = 2**31 - 1
 _live_writers: weakref.WeakSet[EventWriter] = weakref.WeakSet()
 
 
@@ -139,12 +141,20 @@ class EventWriter:
     def write(self, event: Event) -> None:
         """Append one event; when this returns the event survives a crash of the process."""
         line = self._serialise(event)
-        ts = event.fields["ts"]
+        ts = event._data["ts"]
         with self._lock:
             segment = self._current
             if segment is None or not (segment.day_start <= ts < segment.day_end):
                 segment = self._segment_for(ts)
-            self._append(segment, line)
+            try:
+                written = os.write(segment.fd, line)
+            except OSError as exc:
+                raise _append_error(segment, exc) from exc
+            if written == len(line) and not self.fsync:
+                segment.count += 1  # the common case: one system call and nothing more
+                segment.nbytes += written
+            else:
+                self._append(segment, line[written:], nbytes=len(line))
             self._maybe_seal(segment)
 
     def write_many(self, events: Iterable[Event]) -> int:
@@ -185,8 +195,9 @@ class EventWriter:
         return int(table.num_rows)
 
     def _serialise(self, event: Event) -> bytes:
-        self._check_open()
-        data = event.fields
+        if self._closed:
+            self._check_open()
+        data = event._data
         if "host" not in data:  # stamp provenance once, never overwriting what the caller set
             data["host"] = self._host
             data.setdefault("pid", self._pid)
@@ -196,10 +207,13 @@ class EventWriter:
         except TypeError as exc:
             raise EventSchemaError(
                 f"event {data.get('event_id')} ({data.get('kind')}) cannot be stored: {exc}",
-                fix="attributes may hold only str, int, float, bool, None, lists and dicts",
+                fix="ints must fit in 64 bits; attributes may hold only str, int, float, bool, "
+                "None, lists and dicts",
             ) from exc
 
-    def _append(self, segment: _Segment, data: bytes, lines: int = 1) -> None:
+    def _append(self, segment: _Segment, data: bytes, lines: int = 1,
+                nbytes: int | None = None) -> None:
+        """Write all of ``data`` (and fsync if asked); count ``lines`` events of ``nbytes``."""
         view = memoryview(data)
         try:
             while view:
@@ -208,12 +222,9 @@ class EventWriter:
             if self.fsync:
                 os.fsync(segment.fd)
         except OSError as exc:
-            raise EventLogError(
-                f"cannot append to the event segment {segment.entry.path}: {exc.strerror}",
-                fix="free disk space or fix permissions; events written before are intact",
-            ) from exc
+            raise _append_error(segment, exc) from exc
         segment.count += lines
-        segment.nbytes += len(data)
+        segment.nbytes += len(data) if nbytes is None else nbytes
 
     def _maybe_seal(self, segment: _Segment) -> None:
         if (
@@ -408,6 +419,13 @@ def _create_locked(path: os.PathLike[str]) -> int:
         os.close(fd)
 
 
+def _append_error(segment: _Segment, exc: OSError) -> EventLogError:
+    return EventLogError(
+        f"cannot append to the event segment {segment.entry.path}: {exc.strerror}",
+        fix="free disk space or fix permissions; events written before are intact",
+    )
+
+
 def _checked(event: Event, data: dict[str, Any]) -> dict[str, Any]:
     """The event's fields, type-checked; coerced into a copy only when a value needs it.
 
@@ -418,7 +436,7 @@ def _checked(event: Event, data: dict[str, Any]) -> dict[str, Any]:
         kind = type(value)
         if kind not in _EXACT[name]:
             return _coerced(event, data)
-        if kind is int:
+        if kind is int and not _INT32_MIN <= value <= _INT32_MAX:  # rare: look the range up
             low, high = _INT_RANGE[name]
             if not low <= value <= high:
                 _reject(event, name, value, f"an int from {low:.0f} to {high:.0f}")
