@@ -28,7 +28,15 @@ typecheck: setup
 unit: setup
 	$(BIN)/pytest
 
-bench: setup
+# LiteLLM is only a benchmark baseline; it pins its own openai, so it gets its own venv.
+LITELLM_STAMP := .venv-litellm/.installed-stamp
+
+$(LITELLM_STAMP): requirements-litellm.lock
+	$(PYTHON) -m venv .venv-litellm
+	.venv-litellm/bin/pip install --quiet --disable-pip-version-check -r requirements-litellm.lock
+	@touch $(LITELLM_STAMP)
+
+bench: setup $(LITELLM_STAMP)
 	$(BIN)/python -m benchmarks
 
 # Re-resolve the lock from pyproject.toml in a scratch environment.
@@ -41,4 +49,4 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis benchmarks/.work
+	rm -rf $(VENV) .venv-litellm .mypy_cache .ruff_cache .pytest_cache .hypothesis benchmarks/.work

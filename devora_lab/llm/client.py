@@ -21,7 +21,7 @@ from devora_lab.llm.policy import CircuitBreaker, FallbackPolicy, RetryPolicy
 from devora_lab.llm.providers.base import ParsedCompletion
 from devora_lab.llm.routing import ProviderConfig, Route, Router
 from devora_lab.llm.sse import SSEDecoder
-from devora_lab.llm.types import Chunk, Completion, Message
+from devora_lab.llm.types import Chunk, Completion, MessageLike
 
 if TYPE_CHECKING:
     from devora_lab.events import EventLog
@@ -88,7 +88,7 @@ class _Base:
         options.setdefault("content_policy", space.settings.events.content_policy)
         return cls(**options)
 
-    def _driver(self, messages: Sequence[Message], model: str, params: Mapping[str, Any],
+    def _driver(self, messages: Sequence[MessageLike], model: str, params: Mapping[str, Any],
                 stream: bool, tags: Tags | None, fallbacks: Sequence[str] | None) -> CallDriver:
         return CallDriver(self.settings, messages, model, params, stream=stream, tags=tags,
                           fallbacks=fallbacks)
@@ -113,7 +113,7 @@ class Client(_Base):
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(transport=transport, timeout=self.timeout)
 
-    def complete(self, messages: Sequence[Message], *, model: str, tags: Tags | None = None,
+    def complete(self, messages: Sequence[MessageLike], *, model: str, tags: Tags | None = None,
                  fallbacks: Sequence[str] | None = None, **params: Any) -> Completion:
         """Send a chat request; retry, fall back, price and log it; return the answer."""
         driver = self._driver(messages, model, params, False, tags, fallbacks)
@@ -135,7 +135,7 @@ class Client(_Base):
                 time.sleep(delay)
         raise driver.give_up()
 
-    def stream(self, messages: Sequence[Message], *, model: str, tags: Tags | None = None,
+    def stream(self, messages: Sequence[MessageLike], *, model: str, tags: Tags | None = None,
                fallbacks: Sequence[str] | None = None, **params: Any) -> Stream:
         """Stream a chat answer: iterate the ``Stream`` for ``Chunk`` values."""
         driver = self._driver(messages, model, params, True, tags, fallbacks)
@@ -246,7 +246,7 @@ class AsyncClient(_Base):
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(transport=transport, timeout=self.timeout)
 
-    async def complete(self, messages: Sequence[Message], *, model: str,
+    async def complete(self, messages: Sequence[MessageLike], *, model: str,
                        tags: Tags | None = None, fallbacks: Sequence[str] | None = None,
                        **params: Any) -> Completion:
         """Send a chat request; retry, fall back, price and log it; return the answer."""
@@ -269,7 +269,7 @@ class AsyncClient(_Base):
                 await asyncio.sleep(delay)
         raise driver.give_up()
 
-    def stream(self, messages: Sequence[Message], *, model: str, tags: Tags | None = None,
+    def stream(self, messages: Sequence[MessageLike], *, model: str, tags: Tags | None = None,
                fallbacks: Sequence[str] | None = None, **params: Any) -> AsyncStream:
         """Stream a chat answer: ``async for`` over the ``AsyncStream``."""
         driver = self._driver(messages, model, params, True, tags, fallbacks)

@@ -32,7 +32,7 @@ from devora_lab.llm.policy import CircuitBreaker, FallbackPolicy, RetryPolicy
 from devora_lab.llm.providers.base import ParsedCompletion, RequestSpec
 from devora_lab.llm.redact import redact
 from devora_lab.llm.routing import Route, Router
-from devora_lab.llm.types import Completion, Message
+from devora_lab.llm.types import Completion, MessageLike
 
 if TYPE_CHECKING:
     from devora_lab.events import EventLog
@@ -88,7 +88,7 @@ class CallSettings:
 class CallDriver:
     """Drives one logical call across attempts and fallback models."""
 
-    def __init__(self, settings: CallSettings, messages: Sequence[Message], model: str,
+    def __init__(self, settings: CallSettings, messages: Sequence[MessageLike], model: str,
                  params: Mapping[str, Any], *, stream: bool, tags: Tags | None = None,
                  fallbacks: Sequence[str] | None = None) -> None:
         self.settings = settings

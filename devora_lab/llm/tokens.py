@@ -28,7 +28,7 @@ from devora_lab.errors import ConfigError
 if TYPE_CHECKING:
     import tiktoken
 
-    from devora_lab.llm.types import Message
+    from devora_lab.llm.types import MessageLike
 
 __all__ = ["count_message_tokens", "count_tokens", "encoding_for", "encoding_name_for",
            "is_exact"]
@@ -114,7 +114,7 @@ def count_tokens(text: str, model: str) -> int:
     return len(encoding_for(model).encode(text, disallowed_special=()))
 
 
-def count_message_tokens(messages: Sequence[Message], model: str) -> int:
+def count_message_tokens(messages: Sequence[MessageLike], model: str) -> int:
     """Prompt tokens of a chat request, with the chat format's per-message overhead."""
     encoding = encoding_for(model)
     total = _REPLY_PRIMING

@@ -8,8 +8,9 @@ Results are frozen dataclasses with usage normalised so that nothing is double-c
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, TypeAlias, TypedDict
 
 import orjson
 
@@ -17,6 +18,7 @@ __all__ = [
     "Chunk",
     "Completion",
     "Message",
+    "MessageLike",
     "Role",
     "ToolCall",
     "Usage",
@@ -33,6 +35,10 @@ class Message(TypedDict, total=False):
     name: str
     tool_calls: list[dict[str, Any]]
     tool_call_id: str
+
+
+MessageLike: TypeAlias = Message | Mapping[str, Any]
+"""A ``Message`` or any mapping of the same shape (plain dicts in untyped code)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,10 +111,10 @@ def test_failing_provider_falls_back_to_another(sim: SimServer, tmp_path: Path) 
 def test_each_transport_fault_ends_in_its_typed_error(sim: SimServer, tmp_path: Path,
                                                      fault: str, error: type) -> None:
     log = EventLog(tmp_path / "events")
+    retry = RetryPolicy(max_attempts=2, initial_backoff=0.0, max_backoff=0.0)
     with Client(event_log=log, router=router(sim, openai_fault=fault), timeout=0.5,
-                retry=RetryPolicy(max_attempts=2, initial_backoff=0.0, max_backoff=0.0)) as c:
-        with pytest.raises(error):
-            c.complete(ASK, model="gpt-4o-mini")
+                retry=retry) as client, pytest.raises(error):
+        client.complete(ASK, model="gpt-4o-mini")
     kinds = [r["kind"] for r in rows(log)]
     assert kinds.count("llm.attempt") == 2 and kinds.count("llm.call") == 1
 

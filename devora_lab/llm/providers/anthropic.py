@@ -21,7 +21,7 @@ from devora_lab.llm.providers.base import (
     StreamState,
 )
 from devora_lab.llm.sse import ServerSentEvent
-from devora_lab.llm.types import Chunk, Message, ToolCall, Usage
+from devora_lab.llm.types import Chunk, MessageLike, ToolCall, Usage
 
 __all__ = ["ANTHROPIC_VERSION", "AnthropicAdapter", "usage_from_anthropic"]
 
@@ -56,7 +56,7 @@ class AnthropicAdapter(ProviderAdapter):
 
     kind = "anthropic"
 
-    def chat_request(self, messages: Sequence[Message], model: str, params: Mapping[str, Any],
+    def chat_request(self, messages: Sequence[MessageLike], model: str, params: Mapping[str, Any],
                      *, stream: bool) -> RequestSpec:
         system, converted = _convert_messages(messages)
         body: dict[str, Any] = {"model": model, "messages": converted,
@@ -122,7 +122,7 @@ def _text_of(content: Any) -> str:
     return "".join(part.get("text", "") for part in content if isinstance(part, dict))
 
 
-def _convert_messages(messages: Sequence[Message]) -> tuple[str | list[dict[str, Any]],
+def _convert_messages(messages: Sequence[MessageLike]) -> tuple[str | list[dict[str, Any]],
                                                          list[dict[str, Any]]]:
     system_blocks: list[dict[str, Any]] = []
     converted: list[dict[str, Any]] = []
@@ -172,7 +172,7 @@ def _user_block(part: Mapping[str, Any]) -> dict[str, Any]:
     return dict(part)  # text and Anthropic-native blocks (image, document, cache_control...)
 
 
-def _assistant_blocks(message: Message) -> list[dict[str, Any]]:
+def _assistant_blocks(message: MessageLike) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
     text = _text_of(message.get("content"))
     if text:

@@ -15,7 +15,7 @@ import orjson
 from devora_lab.errors import MalformedResponseError, ProviderError
 from devora_lab.llm.policy import error_for_status
 from devora_lab.llm.sse import ServerSentEvent
-from devora_lab.llm.types import Chunk, Message, ToolCall, Usage
+from devora_lab.llm.types import Chunk, MessageLike, ToolCall, Usage
 
 __all__ = ["ParsedCompletion", "ProviderAdapter", "RequestSpec", "StreamState"]
 
@@ -95,7 +95,7 @@ class ProviderAdapter(ABC):
         return self._api_key
 
     @abstractmethod
-    def chat_request(self, messages: Sequence[Message], model: str, params: Mapping[str, Any],
+    def chat_request(self, messages: Sequence[MessageLike], model: str, params: Mapping[str, Any],
                      *, stream: bool) -> RequestSpec: ...
 
     @abstractmethod

@@ -19,7 +19,7 @@ from devora_lab.llm.providers.base import (
     StreamState,
 )
 from devora_lab.llm.sse import ServerSentEvent
-from devora_lab.llm.types import Chunk, Message, ToolCall, Usage
+from devora_lab.llm.types import Chunk, MessageLike, ToolCall, Usage
 
 __all__ = ["OpenAIAdapter", "usage_from_openai"]
 
@@ -43,7 +43,7 @@ class OpenAIAdapter(ProviderAdapter):
 
     kind = "openai"
 
-    def chat_request(self, messages: Sequence[Message], model: str, params: Mapping[str, Any],
+    def chat_request(self, messages: Sequence[MessageLike], model: str, params: Mapping[str, Any],
                      *, stream: bool) -> RequestSpec:
         body: dict[str, Any] = {"model": model, "messages": list(messages), **params}
         if stream:
