@@ -18,10 +18,11 @@ import httpx
 from devora_lab.errors import ProviderConnectionError, ProviderError
 from devora_lab.llm.driver import CallDriver, CallSettings, Tags
 from devora_lab.llm.policy import CircuitBreaker, FallbackPolicy, RetryPolicy
+from devora_lab.llm.providers.anthropic import DEFAULT_MAX_TOKENS
 from devora_lab.llm.providers.base import ParsedCompletion
 from devora_lab.llm.routing import ProviderConfig, Route, Router
 from devora_lab.llm.sse import SSEDecoder
-from devora_lab.llm.types import Chunk, Completion, MessageLike
+from devora_lab.llm.types import Chunk, Completion, CostEstimate, MessageLike
 
 if TYPE_CHECKING:
     from devora_lab.events import EventLog
@@ -87,6 +88,24 @@ class _Base:
         options.setdefault("price_book", space.price_book())
         options.setdefault("content_policy", space.settings.events.content_policy)
         return cls(**options)
+
+    def estimate(self, messages: Sequence[MessageLike], *, model: str,
+                 max_tokens: int | None = None) -> CostEstimate:
+        """Tokens and the most a call could cost, without sending it.
+
+        Without ``max_tokens`` the output reserve is 4,096 tokens (Anthropic's default here).
+        """
+        from devora_lab.llm.tokens import count_message_tokens, is_exact
+
+        route = self.settings.router.resolve(model)
+        book = self.settings.price_book
+        tokens = count_message_tokens(messages, route.model)
+        reserve = max_tokens if max_tokens is not None else DEFAULT_MAX_TOKENS
+        return CostEstimate(
+            model=route.model, input_tokens=tokens, max_output_tokens=reserve,
+            exact=is_exact(route.model), input_cost_usd=book.cost(route.model, tokens, 0),
+            max_cost_usd=book.cost(route.model, tokens, reserve),
+            context_window=book.context_window(route.model))
 
     def _driver(self, messages: Sequence[MessageLike], model: str, params: Mapping[str, Any],
                 stream: bool, tags: Tags | None, fallbacks: Sequence[str] | None) -> CallDriver:

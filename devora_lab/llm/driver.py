@@ -21,6 +21,7 @@ import orjson
 
 from devora_lab.errors import (
     AllModelsFailedError,
+    ContextWindowError,
     DevoraError,
     ProviderConnectionError,
     ProviderError,
@@ -32,6 +33,7 @@ from devora_lab.llm.policy import CircuitBreaker, FallbackPolicy, RetryPolicy
 from devora_lab.llm.providers.base import ParsedCompletion, RequestSpec
 from devora_lab.llm.redact import redact
 from devora_lab.llm.routing import Route, Router
+from devora_lab.llm.tokens import count_message_tokens, prompt_bytes
 from devora_lab.llm.types import Completion, MessageLike
 
 if TYPE_CHECKING:
@@ -121,11 +123,40 @@ class CallDriver:
             self._model_attempts = 0
             route = self.settings.router.resolve(self.chain[self._index])
             if not self.settings.breaker.allows(route.deployment):
-                self._skip(route, "cooling down after repeated failures")
+                self._skip(route, "CircuitOpen", "cooling down after repeated failures")
+                continue
+            too_long = self._context_overflow(route)
+            if too_long is not None:
+                self._skip(route, "ContextWindowError", too_long.message)
+                self.errors.append(too_long)
+                if not self.settings.fallback.should_fall_back(too_long):
+                    return None
                 continue
             self._route = route
             return route
         return None
+
+    def _context_overflow(self, route: Route) -> ContextWindowError | None:
+        """A pre-flight check: the error to record if the prompt cannot fit ``route``'s model.
+
+        UTF-8 bytes bound the token count from above (a token is at least one byte), so
+        tiktoken runs only when the prompt might not fit.
+        """
+        window = self.settings.price_book.context_window(route.model)
+        if window is None:
+            return None
+        reserved = int(self.params.get("max_tokens") or self.params.get(
+            "max_completion_tokens") or 0)
+        if prompt_bytes(self.messages) + reserved <= window:
+            return None
+        needed = count_message_tokens(self.messages, route.model) + reserved
+        if needed <= window:
+            return None
+        return ContextWindowError(
+            f"the prompt needs about {needed:,} tokens (output reserve included) but "
+            f"{route.model} holds {window:,}; it was not sent",
+            fix="shorten the prompt, lower max_tokens, or add a larger-context fallback model",
+            provider=route.adapter.name, model=route.model)
 
     @property
     def fallback_index(self) -> int:
@@ -253,10 +284,11 @@ class CallDriver:
 
     # -- events --------------------------------------------------------------------------
 
-    def _skip(self, route: Route, reason: str) -> None:
+    def _skip(self, route: Route, error_type: str, reason: str) -> None:
         event = self._base_event(EventKind.LLM_ATTEMPT, route)
+        event.request_model = route.model
         event.status = "skipped"
-        event.error_type = "CircuitOpen"
+        event.error_type = error_type
         event.error_message = reason
         self._write(event)
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from devora_lab.llm.types import MessageLike
 
 __all__ = ["count_message_tokens", "count_tokens", "encoding_for", "encoding_name_for",
-           "is_exact"]
+           "is_exact", "prompt_bytes"]
 
 _URLS: Final = {
     "cl100k_base": "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken",
@@ -133,4 +133,26 @@ def count_message_tokens(messages: Sequence[MessageLike], model: str) -> int:
             function = call.get("function", {})
             text = f"{function.get('name', '')}{function.get('arguments', '')}"
             total += len(encoding.encode(text, disallowed_special=()))
+    return total
+
+
+def prompt_bytes(messages: Sequence[MessageLike]) -> int:
+    """UTF-8 bytes of a chat request's text plus its per-message overhead.
+
+    An upper bound on its token count (every token is at least one byte), cheap enough to
+    run on every call so that tiktoken runs only when a prompt might not fit.
+    """
+    total = _REPLY_PRIMING
+    for message in messages:
+        total += _PER_MESSAGE + _PER_NAME
+        content = message.get("content")
+        if isinstance(content, str):
+            total += len(content.encode())
+        elif isinstance(content, list):
+            total += sum(len(str(part.get("text", "")).encode()) for part in content
+                         if isinstance(part, dict))
+        for call in message.get("tool_calls") or ():
+            total += len(str(call.get("function", {})).encode())
+        if message.get("name"):
+            total += len(str(message["name"]).encode())
     return total

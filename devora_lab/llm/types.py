@@ -17,6 +17,7 @@ import orjson
 __all__ = [
     "Chunk",
     "Completion",
+    "CostEstimate",
     "Message",
     "MessageLike",
     "Role",
@@ -110,3 +111,27 @@ class Completion:
     response_id: str | None = None
     cached: bool = False
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CostEstimate:
+    """What a call may cost before it is sent (for budgets and context checks).
+
+    ``input_tokens`` is exact for OpenAI models and a tiktoken estimate for others
+    (``exact`` says which); ``max_cost_usd`` assumes the answer uses all of
+    ``max_output_tokens``. Costs are ``None`` for models the price book does not know.
+    """
+
+    model: str
+    input_tokens: int
+    max_output_tokens: int
+    exact: bool
+    input_cost_usd: float | None
+    max_cost_usd: float | None
+    context_window: int | None
+
+    @property
+    def fits(self) -> bool:
+        """Whether prompt plus the whole output reserve fit the context window (if known)."""
+        window = self.context_window
+        return window is None or self.input_tokens + self.max_output_tokens <= window

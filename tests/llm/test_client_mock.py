@@ -422,3 +422,48 @@ def test_async_stream_matches_sync_stream(tmp_path: Path, env: dict[str, str]) -
             return "".join(parts)
 
     assert asyncio.run(run()) == "Hello"
+
+
+def test_prompt_too_long_is_not_sent_and_falls_back_to_a_larger_model(
+        tmp_path: Path, env: dict[str, str]) -> None:
+    from devora_lab.llm.pricing import PriceBook
+
+    book = PriceBook.default().with_overrides({"version": "small", "models": {
+        "gpt-small": {"input": 1.0, "output": 1.0, "context_window": 1000}}})
+    script = Script(openai_json(model="gpt-4o"))
+    client, log = make_client(script, tmp_path, env, price_book=book)
+    huge = [{"role": "user", "content": "word " * 3000}]
+    result = client.complete(huge, model="gpt-small", fallbacks=["gpt-4o"])
+    assert script.models() == ["gpt-4o"] and result.fallback_index == 1
+    skipped = [r for r in events(log) if r["status"] == "skipped"]
+    assert [s["error_type"] for s in skipped] == ["ContextWindowError"]
+    script.responses.append(openai_json(model="gpt-small"))
+    small = client.complete([{"role": "user", "content": "hi"}], model="gpt-small")
+    assert small.fallback_index == 0  # short prompts are sent as usual
+
+
+def test_prompt_too_long_without_fallback_raises_before_sending(
+        tmp_path: Path, env: dict[str, str]) -> None:
+    from devora_lab.errors import ContextWindowError
+
+    script = Script()
+    client, _ = make_client(script, tmp_path, env)
+    with pytest.raises(ContextWindowError, match="not sent"):
+        client.complete([{"role": "user", "content": "token " * 140_000}], model="gpt-4o")
+    assert script.requests == []
+
+
+def test_estimate_prices_the_worst_case_without_sending(tmp_path: Path,
+                                                        env: dict[str, str]) -> None:
+    from devora_lab.llm.tokens import count_message_tokens
+
+    script = Script()
+    client, _ = make_client(script, tmp_path, env)
+    estimate = client.estimate(MESSAGES, model="gpt-4o", max_tokens=500)
+    tokens = count_message_tokens(MESSAGES, "gpt-4o")
+    assert estimate.input_tokens == tokens and estimate.exact and estimate.fits
+    assert estimate.max_cost_usd == pytest.approx((tokens * 2.5 + 500 * 10) / 1e6)
+    claude = client.estimate(MESSAGES, model="claude-3-haiku-20240307")
+    assert not claude.exact and claude.max_output_tokens == 4096
+    assert client.estimate(MESSAGES, model="openai/unknown").max_cost_usd is None
+    assert script.requests == []
