@@ -437,7 +437,7 @@ def _executemany_reference(ctx: Context, n: int) -> float:
 
 
 def _ingest_notes(ours: Sequence[_IngestRun], base: Sequence[_IngestRun], total: int,
-                  reference: float) -> tuple[str, ...]:
+                  reference: float, base_complete: bool) -> tuple[str, ...]:
     cpu_us = median([run.cpu for run in ours]) / total * 1e6
     cores = os.cpu_count() or 1
     return (
@@ -447,7 +447,8 @@ def _ingest_notes(ours: Sequence[_IngestRun], base: Sequence[_IngestRun], total:
         f"{cores} cores cap it near {cores / cpu_us * 1e6:,.0f} events/s with nothing else "
         "running",
         f"baseline: {len(base)} run (slow), {median([run.retries for run in base]):,.0f} lock "
-        f"conflicts retried, count verified; a single process doing DuckDB executemany into a file "
+        f"conflicts retried, count {'verified' if base_complete else 'SHORT (see above)'}; "
+        "a single process doing DuckDB executemany into a file "
         f"reaches only {reference:,.0f} events/s",
     )
 
@@ -459,6 +460,7 @@ def bench_ingest(ctx: Context) -> list[Row]:
     total = n * _PROCESSES
     ours: list[_IngestRun] = []
     base: list[_IngestRun] = []
+    lost: list[str] = []
     for round_ in range(ctx.size(3, 1)):
         root = str(ctx.scratch("ingest"))
         ours.append(_run_ingest("ours", root, n))
@@ -466,7 +468,10 @@ def bench_ingest(ctx: Context) -> list[Row]:
         if round_ == 0:  # the baseline is slow: one run, between two of ours
             path = _new_duckdb(ctx.scratch("ingest-duckdb") / "events.duckdb")
             base.append(_run_ingest("duckdb", path, n))
-            _verify("events.ingest baseline", _duckdb_count(path), total)
+            found = _duckdb_count(path)
+            if found != (total, total):  # a finding about that design, not a failed run
+                lost.append(f"the baseline LOST events: {found[0]:,} of {total:,} arrived "
+                            "(processes taking turns on one DuckDB file is not safe)")
     reference = _executemany_reference(ctx, ctx.size(500, 100))
     return [Row(
         benchmark=f"events.ingest: {_PROCESSES} processes x {n:,} write(event), to Parquet",
@@ -477,7 +482,7 @@ def bench_ingest(ctx: Context) -> list[Row]:
                       f"{_DUCK_BATCH:,}-event Arrow inserts",
         baseline=total / median([run.seconds for run in base]),
         goal=_INGEST_GOAL,
-        notes=_ingest_notes(ours, base, total, reference),
+        notes=(*lost, *_ingest_notes(ours, base, total, reference, not lost)),
     )]
 
 

@@ -83,15 +83,15 @@ class DevoraError(Exception):
         return self.message
 
 
-class ConfigError(DevoraError):
-    """A setting is unknown, has the wrong type or is out of range."""
+class ConfigError(DevoraError, ValueError):
+    """A setting is unknown, has the wrong type or is out of range (also a ``ValueError``)."""
 
 
 class SecretInConfigError(ConfigError):
     """An API key was written into a settings file; keys come from the environment only."""
 
 
-class PriceBookError(ConfigError, ValueError):
+class PriceBookError(ConfigError):
     """A price book (ours, an override, or LiteLLM's map) is unreadable or malformed."""
 
 

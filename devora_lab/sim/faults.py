@@ -15,6 +15,8 @@ from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Final
 
+from devora_lab.errors import ConfigError
+
 __all__ = ["Fault", "FaultConfig", "FaultKind", "FaultPlan", "counter_uniform",
            "retry_after_headers"]
 
@@ -70,11 +72,14 @@ class FaultConfig:
         for item in fields(self):
             value = getattr(self, item.name)
             if item.name.startswith("rate_") and not 0.0 <= value <= 1.0:
-                raise ValueError(f"{item.name} must be between 0 and 1, not {value}")
+                raise ConfigError(f"fault {item.name} must be between 0 and 1, not {value}",
+                                  fix="give a probability per request")
         if sum(rate for _, rate in self.rates()) > 1.0 + 1e-9:
-            raise ValueError("fault rates must add up to at most 1")
+            raise ConfigError("fault rates must add up to at most 1",
+                              fix="lower some rates")
         if self.retry_after_seconds < 0 or self.timeout_seconds < 0:
-            raise ValueError("retry_after_seconds and timeout_seconds must not be negative")
+            raise ConfigError("retry_after_seconds and timeout_seconds must not be negative",
+                              fix="use 0 or more seconds")
 
     def rates(self) -> tuple[tuple[FaultKind, float], ...]:
         """Each fault kind with its rate, in a fixed order."""

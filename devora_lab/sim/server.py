@@ -29,6 +29,7 @@ from typing import Any, Final, Literal
 
 import orjson
 
+from devora_lab.errors import ConfigError
 from devora_lab.sim import anthropic_api, openai_api
 from devora_lab.sim.cache import PromptCache
 from devora_lab.sim.faults import (
@@ -425,7 +426,8 @@ class SimServer:
                  latency: LatencyModel | None = None, require_key: bool = False,
                  cache_ttl_s: float = 300.0) -> None:
         if latency_scale < 0:
-            raise ValueError("latency_scale must not be negative")
+            raise ConfigError("latency_scale must not be negative",
+                              fix="use 0 for no waiting, 1 for realistic latency")
         self.host = host
         self.requested_port = port
         self.faults = faults or FaultConfig()
