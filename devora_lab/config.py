@@ -24,6 +24,7 @@ from devora_lab.errors import ConfigError, SecretInConfigError
 
 __all__ = [
     "DEFAULT_WORKSPACE",
+    "CacheSettings",
     "EventSettings",
     "PricingSettings",
     "ProviderSettings",
@@ -67,6 +68,20 @@ class PricingSettings(_Strict):
         "one; relative paths are relative to the workspace.")
 
 
+class CacheSettings(_Strict):
+    """The response cache a workspace's clients use."""
+
+    backend: Literal["none", "memory", "disk", "redis"] = Field(
+        "memory", description="memory: per process; disk: shared by the machine's processes "
+        "(<workspace>/cache); redis: shared across machines.")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    ttl_seconds: float | None = Field(None, gt=0, description="Default time to live.")
+    max_bytes: int = Field(256 * 1024 * 1024, gt=0, description="Bound for memory and disk.")
+    deterministic_only: bool = Field(
+        True, description="Cache only requests with temperature 0 or a seed.")
+    namespace: str = "default"
+
+
 class ProviderSettings(_Strict):
     """One LLM provider endpoint. The key is named by ``api_key_env``, never stored."""
 
@@ -81,6 +96,7 @@ class Settings(_Strict):
     workspace: Path
     events: EventSettings = Field(default_factory=EventSettings)
     pricing: PricingSettings = Field(default_factory=PricingSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
 
     def api_key(self, provider: str, env: Mapping[str, str] | None = None) -> SecretStr | None:
@@ -190,7 +206,8 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _env_names() -> list[str]:
-    sections: dict[str, type[BaseModel]] = {"EVENTS": EventSettings, "PRICING": PricingSettings}
+    sections: dict[str, type[BaseModel]] = {"EVENTS": EventSettings, "PRICING": PricingSettings,
+                                            "CACHE": CacheSettings}
     return [f"{_ENV_PREFIX}{section}__{key.upper()}"
             for section, model in sections.items() for key in model.model_fields]
 

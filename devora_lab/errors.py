@@ -16,6 +16,7 @@ Each error says what was wrong and, in ``fix``, what to do about it; both appear
     ├── TraceImportError            an external trace file cannot be imported
     ├── ExportError                 events cannot be exported to the requested format
     ├── ModelRoutingError           no provider is configured for a model
+    ├── CacheUnavailableError       the cache store cannot be reached to delete or clear
     ├── ProviderError               a provider failed to answer (status, retryable, retry_after)
     │   ├── ProviderConnectionError connection refused, reset or closed early
     │   ├── ProviderTimeoutError    no answer within the timeout
@@ -42,6 +43,7 @@ __all__ = [
     "AllModelsFailedError",
     "AuthenticationError",
     "BadRequestError",
+    "CacheUnavailableError",
     "ConfigError",
     "ContextWindowError",
     "CorruptSegmentWarning",
@@ -117,6 +119,14 @@ class TraceImportError(DevoraError):
 
 class ExportError(DevoraError):
     """Events cannot be exported in the requested format or place."""
+
+
+class CacheUnavailableError(DevoraError):
+    """The cache store (Redis, the SQLite file) cannot be reached for a delete or clear.
+
+    Lookups and stores never raise this: an unreachable cache is a miss, and the call goes
+    to the provider. Invalidation must not fail silently, or stale answers would be served.
+    """
 
 
 class ModelRoutingError(DevoraError):

@@ -25,6 +25,7 @@ from devora_lab.config import Settings, load_settings
 from devora_lab.errors import WorkspaceError
 
 if TYPE_CHECKING:
+    from devora_lab.cache import ResponseCache
     from devora_lab.events import EventLog
     from devora_lab.llm.pricing import PriceBook
 
@@ -102,6 +103,27 @@ class Workspace:
             return book
         path = overrides if overrides.is_absolute() else self.root / overrides
         return book.with_overrides(PriceBook.load(path))
+
+    def response_cache(self) -> ResponseCache | None:
+        """The response cache the settings ask for (None when ``backend = "none"``)."""
+        from devora_lab.cache import CachePolicy, ResponseCache
+
+        config = self.settings.cache
+        policy = CachePolicy(deterministic_only=config.deterministic_only,
+                             ttl=config.ttl_seconds, namespace=config.namespace)
+        if config.backend == "none":
+            return None
+        if config.backend == "disk":
+            from devora_lab.cache.disk import DiskCache
+
+            return ResponseCache(DiskCache(self.cache_dir, max_bytes=config.max_bytes), policy)
+        if config.backend == "redis":
+            from devora_lab.cache.redis_backend import RedisCache
+
+            return ResponseCache(RedisCache(config.redis_url), policy)
+        from devora_lab.cache.memory import MemoryCache
+
+        return ResponseCache(MemoryCache(max_bytes=config.max_bytes), policy)
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"

@@ -21,10 +21,12 @@ from devora_lab.llm.policy import CircuitBreaker, FallbackPolicy, RetryPolicy
 from devora_lab.llm.providers.anthropic import DEFAULT_MAX_TOKENS
 from devora_lab.llm.providers.base import ParsedCompletion
 from devora_lab.llm.routing import ProviderConfig, Route, Router
-from devora_lab.llm.sse import SSEDecoder
+from devora_lab.llm.sse import ServerSentEvent, SSEDecoder
 from devora_lab.llm.types import Chunk, Completion, CostEstimate, MessageLike
 
 if TYPE_CHECKING:
+    from devora_lab.cache import ResponseCache
+    from devora_lab.cache.entry import CacheEntry
     from devora_lab.events import EventLog
     from devora_lab.llm.pricing import PriceBook
 
@@ -50,6 +52,7 @@ class _Base:
         content_policy: str = "hashed",
         tags: Tags | None = None,
         timeout: float | httpx.Timeout | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
         from devora_lab.llm.pricing import PriceBook
 
@@ -63,6 +66,7 @@ class _Base:
             fallbacks=dict(fallbacks or {}),
             content_policy=content_policy,
             tags=tags if tags is not None else Tags(),
+            cache=cache,
         )
         if timeout is None:
             self.timeout = _DEFAULT_TIMEOUT
@@ -86,6 +90,8 @@ class _Base:
         options.setdefault("event_log", space.event_log())
         options.setdefault("router", Router(settings=space.settings))
         options.setdefault("price_book", space.price_book())
+        if "cache" not in options:
+            options["cache"] = space.response_cache()
         options.setdefault("content_policy", space.settings.events.content_policy)
         return cls(**options)
 
@@ -113,6 +119,61 @@ class _Base:
                           fallbacks=fallbacks)
 
 
+class _Progress:
+    """What one streamed attempt has received, and what its outcome means for the call."""
+
+    def __init__(self, driver: CallDriver, route: Route) -> None:
+        self.driver = driver
+        self.route = route
+        self.state = route.adapter.new_stream(route.model)
+        self.started = driver.settings.clock()
+        self.first: float | None = None
+        self.pieces: list[str] = []
+
+    def feed(self, events: list[ServerSentEvent]) -> list[Chunk]:
+        chunks: list[Chunk] = []
+        for event in events:
+            for chunk in self.state.feed(event):
+                if chunk.text:
+                    self.pieces.append(chunk.text)
+                    if self.first is None:
+                        self.first = self.driver.settings.clock()
+                chunks.append(chunk)
+        return chunks
+
+    def raise_for_status(self, response: httpx.Response) -> None:
+        raise self.driver.http_error(self.route, response.status_code, response.content,
+                                     response.headers)
+
+    def check_done(self) -> None:
+        if not self.state.done:
+            raise ProviderConnectionError(
+                f"the stream from {self.route.deployment} ended before its last event",
+                provider=self.route.adapter.name, model=self.route.model)
+
+    def failed(self, exc: httpx.HTTPError | ProviderError) -> float | None:
+        """Record the failure; raise if text had arrived, else return the wait before
+        the next try (None: move on)."""
+        driver, route = self.driver, self.route
+        error = (driver.transport_error(route, exc) if isinstance(exc, httpx.HTTPError)
+                 else driver.scrub(exc))
+        if self.state.saw_content:
+            raise driver.interrupted(route, error, self.state.result(), self.started) from None
+        return driver.fail(route, error, self.started)
+
+    def finish(self) -> Completion:
+        return self.driver.succeed(self.route, self.state.result(), self.started, self.first,
+                                   tuple(self.pieces))
+
+
+def _replay(entry: CacheEntry) -> Iterator[Chunk]:
+    """A cached answer as a stream: its pieces, then the end with usage."""
+    for piece in entry.replay_chunks():
+        yield Chunk(text=piece)
+    done = entry.completion
+    yield Chunk(tool_calls=done.tool_calls, finish_reason=done.finish_reason, usage=done.usage)
+
+
 def _parse(driver: CallDriver, route: Route, response: httpx.Response) -> ParsedCompletion:
     if response.status_code >= 400:
         raise driver.http_error(route, response.status_code, response.content, response.headers)
@@ -134,8 +195,14 @@ class Client(_Base):
 
     def complete(self, messages: Sequence[MessageLike], *, model: str, tags: Tags | None = None,
                  fallbacks: Sequence[str] | None = None, **params: Any) -> Completion:
-        """Send a chat request; retry, fall back, price and log it; return the answer."""
+        """Send a chat request; retry, fall back, price and log it; return the answer.
+
+        Cache options (``cache_ttl``, ``no_cache``, ``no_store``, ``cache_namespace``) are
+        taken out of ``params``; everything else is sent to the provider.
+        """
         driver = self._driver(messages, model, params, False, tags, fallbacks)
+        if (entry := driver.cached()) is not None:
+            return driver.hit(entry)
         while (route := driver.next_route()) is not None:
             spec = driver.request(route)
             started = driver.settings.clock()
@@ -182,7 +249,7 @@ class Stream:
         self._client = client
         self._driver = driver
         self.completion: Completion | None = None
-        self._partial: ParsedCompletion | None = None
+        self._progress: _Progress | None = None
         self._finished = False
         self._iterator = self._run()
 
@@ -202,41 +269,29 @@ class Stream:
     def _run(self) -> Generator[Chunk, None, None]:
         driver = self._driver
         try:
+            if (entry := driver.cached()) is not None:
+                yield from _replay(entry)
+                self.completion = driver.hit(entry)
+                return
             while (route := driver.next_route()) is not None:
                 spec = driver.request(route)
-                started = driver.settings.clock()
-                state = route.adapter.new_stream(route.model)
-                first: list[float] = []
+                progress = self._progress = _Progress(driver, route)
                 try:
                     with self._client._http.stream("POST", spec.url, headers=spec.headers,
                                                    content=driver.body_bytes(spec)) as response:
                         if response.status_code >= 400:
                             response.read()
-                            raise driver.http_error(route, response.status_code,
-                                                    response.content, response.headers)
+                            progress.raise_for_status(response)
                         decoder = SSEDecoder()
                         for raw in response.iter_bytes():
-                            for event in decoder.feed(raw):
-                                for chunk in state.feed(event):
-                                    if chunk.text and not first:
-                                        first.append(driver.settings.clock())
-                                    self._partial = state.result()
-                                    yield chunk
-                        if not state.done:
-                            raise ProviderConnectionError(
-                                f"the stream from {route.deployment} ended before its last event",
-                                provider=route.adapter.name, model=route.model)
+                            yield from progress.feed(decoder.feed(raw))
+                        progress.check_done()
                 except (httpx.HTTPError, ProviderError) as exc:
-                    error = (driver.transport_error(route, exc) if isinstance(exc, httpx.HTTPError)
-                             else driver.scrub(exc))
-                    if state.saw_content:
-                        raise driver.interrupted(route, error, state.result(), started) from None
-                    delay = driver.fail(route, error, started)
+                    delay = progress.failed(exc)
                     if delay:
                         time.sleep(delay)
                     continue
-                self.completion = driver.succeed(route, state.result(), started,
-                                                 first[0] if first else None)
+                self.completion = progress.finish()
                 return
             raise driver.give_up()
         finally:
@@ -246,7 +301,8 @@ class Stream:
         """Stop reading; a stream closed before its end is logged as cancelled."""
         if self.completion is None and not self._finished:
             self._iterator.close()
-            self._driver.cancelled(self._driver._route, self._partial)
+            partial = None if self._progress is None else self._progress.state.result()
+            self._driver.cancelled(self._driver._route, partial)
         self._iterator.close()
 
     def __enter__(self) -> Stream:
@@ -270,6 +326,8 @@ class AsyncClient(_Base):
                        **params: Any) -> Completion:
         """Send a chat request; retry, fall back, price and log it; return the answer."""
         driver = self._driver(messages, model, params, False, tags, fallbacks)
+        if (entry := driver.cached()) is not None:
+            return driver.hit(entry)
         while (route := driver.next_route()) is not None:
             spec = driver.request(route)
             started = driver.settings.clock()
@@ -312,7 +370,7 @@ class AsyncStream:
         self._client = client
         self._driver = driver
         self.completion: Completion | None = None
-        self._partial: ParsedCompletion | None = None
+        self._progress: _Progress | None = None
         self._finished = False
         self._iterator = self._run()
 
@@ -331,51 +389,43 @@ class AsyncStream:
     async def _run(self) -> AsyncGenerator[Chunk, None]:
         driver = self._driver
         try:
+            if (entry := driver.cached()) is not None:
+                for chunk in _replay(entry):
+                    yield chunk
+                self.completion = driver.hit(entry)
+                return
             while (route := driver.next_route()) is not None:
                 spec = driver.request(route)
-                started = driver.settings.clock()
-                state = route.adapter.new_stream(route.model)
-                first: list[float] = []
+                progress = self._progress = _Progress(driver, route)
                 try:
                     async with self._client._http.stream(
                         "POST", spec.url, headers=spec.headers, content=driver.body_bytes(spec)
                     ) as response:
                         if response.status_code >= 400:
                             await response.aread()
-                            raise driver.http_error(route, response.status_code,
-                                                    response.content, response.headers)
+                            progress.raise_for_status(response)
                         decoder = SSEDecoder()
                         async for raw in response.aiter_bytes():
-                            for event in decoder.feed(raw):
-                                for chunk in state.feed(event):
-                                    if chunk.text and not first:
-                                        first.append(driver.settings.clock())
-                                    self._partial = state.result()
-                                    yield chunk
-                        if not state.done:
-                            raise ProviderConnectionError(
-                                f"the stream from {route.deployment} ended before its last event",
-                                provider=route.adapter.name, model=route.model)
+                            for chunk in progress.feed(decoder.feed(raw)):
+                                yield chunk
+                        progress.check_done()
                 except (httpx.HTTPError, ProviderError) as exc:
-                    error = (driver.transport_error(route, exc) if isinstance(exc, httpx.HTTPError)
-                             else driver.scrub(exc))
-                    if state.saw_content:
-                        raise driver.interrupted(route, error, state.result(), started) from None
-                    delay = driver.fail(route, error, started)
+                    delay = progress.failed(exc)
                     if delay:
                         await asyncio.sleep(delay)
                     continue
-                self.completion = driver.succeed(route, state.result(), started,
-                                                 first[0] if first else None)
+                self.completion = progress.finish()
                 return
             raise driver.give_up()
         finally:
             self._finished = True
 
+
     async def aclose(self) -> None:
         if self.completion is None and not self._finished:
             await self._iterator.aclose()
-            self._driver.cancelled(self._driver._route, self._partial)
+            partial = None if self._progress is None else self._progress.state.result()
+            self._driver.cancelled(self._driver._route, partial)
         await self._iterator.aclose()
 
     async def __aenter__(self) -> AsyncStream:

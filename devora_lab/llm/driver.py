@@ -9,6 +9,7 @@ tested without sockets.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import random
@@ -29,6 +30,7 @@ from devora_lab.errors import (
     StreamInterruptedError,
 )
 from devora_lab.events.schema import Event, EventKind, new_id
+from devora_lab.llm.caching import CacheOptions, CallCache
 from devora_lab.llm.policy import CircuitBreaker, FallbackPolicy, RetryPolicy
 from devora_lab.llm.providers.base import ParsedCompletion, RequestSpec
 from devora_lab.llm.redact import redact
@@ -37,6 +39,8 @@ from devora_lab.llm.tokens import count_message_tokens, prompt_bytes
 from devora_lab.llm.types import Completion, MessageLike
 
 if TYPE_CHECKING:
+    from devora_lab.cache import ResponseCache
+    from devora_lab.cache.entry import CacheEntry
     from devora_lab.events import EventLog
     from devora_lab.llm.pricing import PriceBook
 
@@ -82,6 +86,7 @@ class CallSettings:
     fallbacks: Mapping[str, Sequence[str]]
     content_policy: str = "hashed"
     tags: Tags = Tags()
+    cache: ResponseCache | None = None
     clock: Callable[[], float] = time.perf_counter
     rng: random.Random = field(default_factory=random.Random)
     warned_unpriced: set[str] = field(default_factory=set)  # warn once per model per client
@@ -97,6 +102,7 @@ class CallDriver:
         self.messages = messages
         self.requested_model = model
         self.params = dict(params)
+        cache_options = CacheOptions.pop_from(self.params)
         self.stream = stream
         self.tags = settings.tags.merged(tags)
         chain = fallbacks if fallbacks is not None else settings.fallbacks.get(model, ())
@@ -110,6 +116,59 @@ class CallDriver:
         self._retry_same = False
         self._model_attempts = 0
         self._last_error: ProviderError | None = None
+        first = settings.router.resolve(model)
+        self.cache = CallCache(settings.cache, first.adapter.name, first.model, messages,
+                               self.params, cache_options)
+
+    # -- the response cache --------------------------------------------------------------
+
+    def cached(self) -> CacheEntry | None:
+        """Look the request up; on a hit, record it (cache and call events) and return it."""
+        entry = self.cache.lookup(self.request_id)
+        if self.cache.outcome is not None:
+            self._write(self._cache_event(entry))
+        if entry is not None:
+            self._write(self._hit_call_event(entry))
+        return entry
+
+    def hit(self, entry: CacheEntry) -> Completion:
+        """The completion a cache hit returns: free, instant, marked cached."""
+        original = entry.completion
+        return dataclasses.replace(
+            original, requested_model=self.requested_model, cost_usd=0.0,
+            cost_status="priced", latency_ms=(self.settings.clock() - self.started) * 1000,
+            ttft_ms=None, attempts=0, fallback_index=0, request_id=self.request_id, cached=True)
+
+    def _cache_event(self, entry: CacheEntry | None) -> Event:
+        event = self._base_event(EventKind.CACHE, None)
+        event.request_model = self.requested_model
+        event.cache_outcome = self.cache.outcome
+        event.cache_key = self.cache.key.full
+        event.name = self.cache.key.namespace
+        event.latency_ms = (self.settings.clock() - self.started) * 1000
+        if entry is not None:
+            event.saved_cost_usd = entry.completion.cost_usd
+            event.saved_latency_ms = entry.completion.latency_ms
+        return event
+
+    def _hit_call_event(self, entry: CacheEntry) -> Event:
+        original = entry.completion
+        event = self._base_event(EventKind.LLM_CALL, None)
+        event.provider = original.provider
+        event.request_model = self.requested_model
+        event.response_model = original.model
+        event.input_tokens = original.usage.input_tokens
+        event.output_tokens = original.usage.output_tokens
+        event.cost_usd = 0.0
+        event.cost_status = "priced"
+        event.saved_cost_usd = original.cost_usd
+        event.saved_latency_ms = original.latency_ms
+        event.latency_ms = (self.settings.clock() - self.started) * 1000
+        event.status = "ok"
+        event.finish_reason = original.finish_reason
+        event.attempt = 0
+        self._content(event, original.text)
+        return event
 
     # -- what to do next -----------------------------------------------------------------
 
@@ -172,7 +231,7 @@ class CallDriver:
     # -- outcomes ------------------------------------------------------------------------
 
     def succeed(self, route: Route, parsed: ParsedCompletion, attempt_started: float,
-                ttft: float | None = None) -> Completion:
+                ttft: float | None = None, chunks: tuple[str, ...] = ()) -> Completion:
         """Record a successful attempt and the call; return the completion."""
         now = self.settings.clock()
         self.attempts += 1
@@ -191,6 +250,7 @@ class CallDriver:
             request_id=self.request_id, response_id=parsed.response_id, raw=parsed.raw,
         )
         self._write(self._call_event(route, completion))
+        self.cache.store(completion, chunks)
         return completion
 
     def fail(self, route: Route, error: ProviderError, attempt_started: float) -> float | None:
@@ -302,6 +362,10 @@ class CallDriver:
                       trace_id=tags.trace_id)
         if tags.attributes:
             event.attributes = dict(tags.attributes)
+        if kind == EventKind.LLM_CALL:
+            event.cache_key = self.cache.key.full
+            event.cache_outcome = self.cache.outcome
+            event.attributes["deterministic"] = self.cache.deterministic
         if route is not None:
             event.provider = route.adapter.name
         temperature = self.params.get("temperature")
