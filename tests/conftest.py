@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
+from hypothesis import settings
 
 from devora_lab.events import Event, EventKind, EventLog
 
@@ -78,3 +80,10 @@ def log(log_root: Path) -> Iterator[EventLog]:
     event_log = EventLog(log_root, roll_max_events=50, roll_max_seconds=3600)
     yield event_log
     event_log.close()
+
+
+# CI runs the same examples every time (a red CI must mean a change broke something);
+# local runs keep exploring new ones.
+settings.register_profile("ci", derandomize=True, deadline=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")

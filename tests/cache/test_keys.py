@@ -179,7 +179,8 @@ def test_every_known_field_has_a_variant() -> None:
 @settings(suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(sorted(VARIANTS)), st.sampled_from(sorted(VARIANTS)))
 def test_every_included_field_changes_the_key(name: str, other: str) -> None:
-    base = {other: VARIANTS[other][0]} if other != name else {}
+    aliases = {name, other} == {"max_tokens", "max_completion_tokens"}  # one field, two names
+    base = {other: VARIANTS[other][0]} if other != name and not aliases else {}
     first, second = VARIANTS[name]
     keys = {key(params={**base, name: first}), key(params={**base, name: second}),
             key(params=base)}
