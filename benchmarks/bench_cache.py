@@ -32,6 +32,7 @@ import math
 import shutil
 import socket
 import sqlite3
+import statistics
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -104,6 +105,16 @@ def _interleaved(contenders: dict[str, Callable[[], Any]], n: int) -> dict[str, 
     return {name: _p50_us(values) for name, values in samples.items()}
 
 
+def _rates(calls: dict[str, Callable[[], Any]], n: int, rounds: int = 5) -> dict[str, float]:
+    """Calls per second of each contender: median over interleaved rounds, so that drift
+    in the machine's speed hits every contender alike."""
+    seen: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            seen[name].append(_rate(call, max(1, n // rounds)))
+    return {name: statistics.median(values) for name, values in seen.items()}
+
+
 def _rate(call: Callable[[], Any], n: int) -> float:
     """Calls per second of ``call`` in a tight loop."""
     start = time.perf_counter()
@@ -152,7 +163,7 @@ def bench_memory(ctx: Context) -> list[Row]:
     p50 = _interleaved({"ours": ours_hit, "plain": plain_hit,
                         "key": lambda: cache_key("openai", "gpt-4o", messages, params),
                         "get": lambda: ours.get(key_only)}, n)
-    rates = {name: _rate(call, n) for name, call in (("ours", ours_hit), ("plain", plain_hit))}
+    rates = _rates({"ours": ours_hit, "plain": plain_hit}, n)
     baseline = "dict + sha256(json.dumps(request, sort_keys=True))"
     return [
         Row(benchmark=f"cache.memory: hit incl. cache_key of a {size:,} B request, p50 of {n:,}",
@@ -187,7 +198,7 @@ def bench_disk(ctx: Context) -> list[Row]:
 
     ours_hit, raw_hit = _cycling(keys, cache.get), _cycling(keys, raw_get)
     p50 = _interleaved({"ours": ours_hit, "raw": raw_hit}, n)
-    rates = {"ours": _rate(ours_hit, n), "raw": _rate(raw_hit, n)}
+    rates = _rates({"ours": ours_hit, "raw": raw_hit}, n)
     file_mib = (folder / "responses.sqlite").stat().st_size / 2**20
     raw.close()
     cache.close()
@@ -230,7 +241,7 @@ def bench_redis(ctx: Context) -> list[Row]:
         ours_hit = _cycling(keys, cache.get)
         raw_hit = _cycling([f"bench:{key}" for key in keys], raw.get)
         p50 = _interleaved({"ours": ours_hit, "raw": raw_hit}, n)
-        rates = {"ours": _rate(ours_hit, n), "raw": _rate(raw_hit, n)}
+        rates = _rates({"ours": ours_hit, "raw": raw_hit}, n)
         cache.close()
         raw.close()
     baseline = "raw redis-py GET of the same key"
