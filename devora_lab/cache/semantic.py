@@ -1,15 +1,12 @@
 """Semantic response cache: a stored answer also serves a request that means the same.
 
-The exact cache misses when a request differs only in wording. For such a miss the index
-finds the most similar stored request *of the same scope* (provider, model, every
-parameter, see ``scope_key``) and returns its exact key if the cosine similarity of their
-embeddings reaches a threshold. A false hit returns the answer to a different question, so
-the threshold is measured on labelled pairs with ``calibrate``, not guessed.
-
-``SemanticIndex`` is in-process and rebuilt by each process from the requests it stores;
-the entries it points to live in the shared backend, which may expire or evict them (a
-matched key with nothing stored under it is a plain miss). Importing this module imports
-numpy and pandas: load it only when semantic caching is on.
+After an exact miss, the index finds the most similar stored request of the same scope
+(provider, model, every parameter: ``scope_key``) and returns its exact key if the cosine
+of their embeddings reaches a threshold. A false hit answers a different question, so the
+threshold is measured on labelled pairs (``calibrate``), not guessed. The index is
+in-process, rebuilt by each process; the entries it points to live in the shared backend,
+which may have dropped them (then it is a plain miss). Imports numpy and pandas: load it
+only when semantic caching is on.
 """
 
 from __future__ import annotations
@@ -36,21 +33,17 @@ if TYPE_CHECKING:
 
     from devora_lab.llm.types import MessageLike
 
-__all__ = [
-    "Calibration", "Embedder", "HashingEmbedder", "SemanticIndex", "SemanticMatch",
-    "calibrate", "conversation_text", "load_pairs", "scope_key", "semantic_parts",
-]
+__all__ = ["Calibration", "Embedder", "HashingEmbedder", "SemanticIndex", "SemanticMatch",
+           "calibrate", "conversation_text", "load_pairs", "scope_key", "semantic_parts"]
 
 Vector = NDArray[np.float32]
 
+# Slack on similarity >= threshold (as in analysis): float32 round-off must not turn a text
+# identical to a stored one into a miss at threshold 1.0.
 EPSILON: Final = 1e-6
-"""Slack on ``similarity >= threshold`` (as in ``analysis``): float32 round-off must not
-turn a text identical to a stored one into a miss at threshold 1.0."""
-
+# 0.50-0.98 by 0.01, then finer near 1, where a bag-of-words embedder does most of its work.
 DEFAULT_THRESHOLDS: Final = (*(round(0.5 + 0.01 * i, 2) for i in range(49)),
                              0.99, 0.995, 0.999, 1.0)
-"""0.50-0.98 by 0.01, then finer near 1, where a bag-of-words embedder does most of its work."""
-
 _INITIAL_ROWS: Final = 8
 
 
@@ -79,9 +72,6 @@ class HashingEmbedder:
 
     def __call__(self, texts: Sequence[str]) -> Vector:
         return embed_texts(texts, dim=self.dim)
-
-
-# -- what is compared, and what must match exactly ----------------------------------------
 
 
 def conversation_text(messages: Sequence[MessageLike]) -> str:
@@ -137,7 +127,7 @@ def semantic_parts(messages: Sequence[MessageLike]
 
 def _content_text(content: Any) -> str:
     if content is None or isinstance(content, str):
-        return str(content or "")
+        return content or ""
     parts = content if isinstance(content, list) else [content]
     return "\n".join(
         str(part.get("text", "")) if isinstance(part, Mapping) and part.get("type") == "text"
@@ -147,19 +137,16 @@ def _content_text(content: Any) -> str:
 
 
 def _arguments(arguments: Any) -> str:
-    if isinstance(arguments, str):
-        try:
-            arguments = orjson.loads(arguments)
-        except orjson.JSONDecodeError:
-            return arguments
-    return _json(arguments)
+    if not isinstance(arguments, str):
+        return _json(arguments)
+    try:
+        return _json(orjson.loads(arguments))
+    except orjson.JSONDecodeError:
+        return arguments
 
 
 def _json(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=repr).decode()
-
-
-# -- the index ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +223,8 @@ class SemanticIndex:
     def embed(self, text: str) -> Vector:
         """The unit vector of ``text``: compute it once per request and pass it to both
         ``nearest`` and, after a miss, ``add``."""
-        return _unit(self.embedder([text]))[0]
+        vector: Vector = _unit(self.embedder([text]))[0]
+        return vector
 
     def add(self, scope: str, text: str, exact_key_full: str, *,
             vector: Vector | None = None) -> None:
@@ -275,10 +263,6 @@ class SemanticIndex:
             entries = self._scopes.get(scope)
             return entries is not None and entries.discard(exact_key_full)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._scopes.clear()
-
     def __len__(self) -> int:
         with self._lock:
             return sum(len(entries.rows) for entries in self._scopes.values())
@@ -303,9 +287,6 @@ def _check_positive(name: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{name} must be a positive int, not {value!r}")
     return value
-
-
-# -- calibration --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, eq=False)
@@ -339,8 +320,7 @@ class Calibration:
 
         long = self.curve.melt(id_vars="threshold", value_vars=["precision", "recall"],
                                var_name="metric", value_name="value")
-        chart: alt.Chart = alt.Chart(
-            long, title="Semantic cache: precision and recall by threshold").mark_line(
+        chart: alt.Chart = alt.Chart(long, title="Semantic cache: precision, recall").mark_line(
             point=True).encode(x=alt.X("threshold:Q", scale=alt.Scale(zero=False)),
                                y=alt.Y("value:Q", scale=alt.Scale(domain=[0, 1])),
                                color="metric:N", tooltip=["threshold", "metric", "value"])
@@ -377,9 +357,9 @@ def load_pairs(path: str | Path) -> list[tuple[str, str, bool]]:
     """Labelled pairs from JSON lines ``{"a": str, "b": str, "same": bool, ...}``."""
     pairs = []
     for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        record = json.loads(line) if line.strip() else None
-        if record is None:
+        if not line.strip():
             continue
+        record = json.loads(line)
         a, b, same = record.get("a"), record.get("b"), record.get("same")
         if not (isinstance(a, str) and isinstance(b, str) and isinstance(same, bool)):
             raise ValueError(f"{path}:{number}: needs string 'a' and 'b', boolean 'same'")

@@ -122,7 +122,7 @@ def render_summary(summary: LogSummary, *, title: str) -> None:
         if row.cost_usd is None or (row.unpriced_calls and not row.cost_usd):
             cost = f"unpriced ({row.unpriced_calls:,} calls)"
         else:
-            cost = f"${row.cost_usd:,.2f}"
+            cost = _money(row.cost_usd)
             if row.unpriced_calls:
                 cost += f" (+{row.unpriced_calls:,} unpriced)"
         models.add_row(
@@ -136,6 +136,11 @@ def render_summary(summary: LogSummary, *, title: str) -> None:
             _ms(row.p95_latency_ms),
         )
     out.print(models)
+
+
+def _money(value: float) -> str:
+    # Cents hide small but real spend (a few fallback calls): show more digits below $1.
+    return f"${value:,.2f}" if value >= 1 or value == 0 else f"${value:.4f}"
 
 
 def _ms(value: float | None) -> str:
