@@ -80,6 +80,9 @@ class CacheSettings(_Strict):
     deterministic_only: bool = Field(
         True, description="Cache only requests with temperature 0 or a seed.")
     namespace: str = "default"
+    semantic_threshold: float | None = Field(
+        None, gt=0, le=1, description="Turn the semantic cache on at this cosine similarity "
+        "(calibrate first: scripts/calibrate_semantic.py).")
 
 
 class ProviderSettings(_Strict):

@@ -113,17 +113,23 @@ class Workspace:
                              ttl=config.ttl_seconds, namespace=config.namespace)
         if config.backend == "none":
             return None
+        semantic = None
+        if config.semantic_threshold is not None:
+            from devora_lab.cache.semantic import HashingEmbedder, SemanticIndex
+
+            semantic = SemanticIndex(HashingEmbedder(), config.semantic_threshold)
         if config.backend == "disk":
             from devora_lab.cache.disk import DiskCache
 
-            return ResponseCache(DiskCache(self.cache_dir, max_bytes=config.max_bytes), policy)
+            return ResponseCache(DiskCache(self.cache_dir, max_bytes=config.max_bytes), policy,
+                                 semantic)
         if config.backend == "redis":
             from devora_lab.cache.redis_backend import RedisCache
 
-            return ResponseCache(RedisCache(config.redis_url), policy)
+            return ResponseCache(RedisCache(config.redis_url), policy, semantic)
         from devora_lab.cache.memory import MemoryCache
 
-        return ResponseCache(MemoryCache(max_bytes=config.max_bytes), policy)
+        return ResponseCache(MemoryCache(max_bytes=config.max_bytes), policy, semantic)
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"

@@ -58,11 +58,12 @@ class Embedder(Protocol):
 class HashingEmbedder:
     """Hashed words and character trigrams (``analysis.embed_texts``): offline, no model.
 
-    It measures word and character overlap, not meaning: casing, whitespace, punctuation
-    and sentence order do not move it, but a true paraphrase scores low and a changed
-    number or name in a long request still scores high. For paraphrases plug in a
-    sentence-embedding model (e.g. the local all-MiniLM-L6-v2 planned for RAG) and
-    calibrate again: thresholds do not carry over between embedders.
+    It measures word and character overlap, not meaning. Casing, whitespace and
+    punctuation are dropped (so ``/`` vs ``//``, ``userID`` vs ``UserID`` or a re-indented
+    Python block score 1.0), sentence order barely counts, a true paraphrase scores low,
+    and one changed number or name in a long request still scores high. For paraphrases
+    plug in a sentence-embedding model (e.g. the local all-MiniLM-L6-v2 planned for RAG)
+    and calibrate again: thresholds do not carry over between embedders.
     """
 
     dim: int = 2048
@@ -158,44 +159,39 @@ class SemanticMatch:
 
 
 class _Scope:
-    """A ring buffer of unit vectors: rows fill in insertion order, then the oldest row is
-    overwritten (FIFO). Capacity doubles up to ``limit``, so small scopes stay small."""
+    """Unit vectors in the rows of one matrix; ``rows`` maps keys to rows, oldest first.
+    Emptied rows are zero (cosine 0: never a match) and reused; capacity doubles up to
+    ``limit``, so small scopes stay small."""
 
     def __init__(self, dim: int, limit: int) -> None:
         self.vectors: Vector = np.zeros((min(_INITIAL_ROWS, limit), dim), dtype=np.float32)
         self.keys: list[str | None] = [None] * len(self.vectors)
-        self.rows: dict[str, int] = {}
-        self.size = self.next = 0
+        self.rows: OrderedDict[str, int] = OrderedDict()
+        self.free = list(range(len(self.keys)))[::-1]
         self.limit = limit
 
     def add(self, vector: Vector, key: str) -> None:
-        self.discard(key)  # a re-stored key moves to the back of the queue
-        capacity = len(self.keys)
-        if self.next == self.size == capacity < self.limit:
-            extra = min(2 * capacity, self.limit) - capacity
-            self.vectors = np.concatenate(
-                [self.vectors, np.zeros((extra, self.vectors.shape[1]), dtype=np.float32)])
-            self.keys += [None] * extra
-            capacity += extra
-        row = self.next
-        self._clear(row)
+        row = self.rows.pop(key, None)  # a re-stored key is updated and becomes the newest
+        if row is None:
+            if len(self.rows) >= self.limit:
+                self.discard(next(iter(self.rows)))  # FIFO: the oldest makes room
+            elif not self.free:
+                old = len(self.keys)
+                new = min(2 * old, self.limit)
+                self.vectors = np.concatenate(
+                    [self.vectors, np.zeros((new - old, self.vectors.shape[1]), np.float32)])
+                self.keys += [None] * (new - old)
+                self.free = list(range(new - 1, old - 1, -1))
+            row = self.free.pop()
         self.vectors[row], self.keys[row], self.rows[key] = vector, key, row
-        self.size = max(self.size, row + 1)
-        self.next = (row + 1) % capacity if capacity == self.limit else row + 1
 
     def discard(self, key: str) -> bool:
-        row = self.rows.get(key)
-        if row is not None:
-            self._clear(row)
-        return row is not None
-
-    def _clear(self, row: int) -> None:
-        """A zero vector has cosine 0 with everything, so an emptied row never matches."""
-        old = self.keys[row]
-        if old is not None:
-            del self.rows[old]
-            self.keys[row] = None
-            self.vectors[row] = 0.0
+        row = self.rows.pop(key, None)
+        if row is None:
+            return False
+        self.vectors[row], self.keys[row] = 0.0, None
+        self.free.append(row)
+        return True
 
 
 class SemanticIndex:
@@ -205,7 +201,8 @@ class SemanticIndex:
     ``threshold``. A scope keeps its newest ``max_entries_per_scope`` requests (FIFO); the
     least recently used scope beyond ``max_scopes`` is dropped, which bounds memory at
     ``max_scopes * max_entries_per_scope * d * 4`` bytes (80 MB per full scope at d=2048).
-    Embedding runs outside the lock; only the matrix work is serialised.
+    Embedding runs outside the lock (the embedder must be safe to call from several
+    threads); only the matrix work is serialised.
     """
 
     def __init__(self, embedder: Embedder, threshold: float = 0.95,
@@ -250,7 +247,7 @@ class SemanticIndex:
                 return None
             self._scopes.move_to_end(scope)
             _check_dim(entries, query)
-            sims = entries.vectors[:entries.size] @ query
+            sims = entries.vectors @ query
             row = int(np.argmax(sims))
             key, similarity = entries.keys[row], float(sims[row])
         if key is None or similarity < self.threshold - EPSILON:

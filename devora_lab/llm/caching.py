@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any, Final
 from devora_lab.cache.keys import CacheKey, cache_key, is_deterministic
 
 if TYPE_CHECKING:
-    from devora_lab.cache import ResponseCache
+    from devora_lab.cache import ResponseCache, Similar
     from devora_lab.cache.entry import CacheEntry
+    from devora_lab.cache.semantic import SemanticMatch
     from devora_lab.llm.types import Completion, MessageLike
 
 __all__ = ["CACHE_OPTIONS", "CacheOptions", "CallCache"]
@@ -55,6 +56,12 @@ class CallCache:
             self.key = cache_key(provider, model, messages, params,
                                  namespace=options.namespace or "default")
         self.outcome: str | None = None
+        self.match: SemanticMatch | None = None
+        self.similar: Similar | None = None
+        if cache is not None and cache.semantic is not None and (
+                cache.eligible_for(self.deterministic)):
+            self.similar = cache.similar_request(provider, model, messages, params,
+                                                 options.namespace)
 
     @property
     def usable(self) -> bool:
@@ -70,10 +77,19 @@ class CallCache:
             self.outcome = "bypass"
             return None
         entry = self.cache.lookup(self.key, request_id)
-        self.outcome = "miss" if entry is None else "hit"
+        if entry is not None:
+            self.outcome = "hit"
+            return entry
+        found = None if self.similar is None else self.cache.lookup_similar(self.similar,
+                                                                             request_id)
+        if found is None:
+            self.outcome = "miss"
+            return None
+        entry, self.match = found
+        self.outcome = "semantic_hit"
         return entry
 
     def store(self, completion: Completion, chunks: tuple[str, ...] = ()) -> None:
         if (self.cache is not None and not self.options.no_store
                 and self.cache.eligible_for(self.deterministic)):
-            self.cache.store(self.key, completion, chunks, self.options.ttl)
+            self.cache.store(self.key, completion, chunks, self.options.ttl, self.similar)

@@ -149,6 +149,9 @@ class CallDriver:
         if entry is not None:
             event.saved_cost_usd = entry.completion.cost_usd
             event.saved_latency_ms = entry.completion.latency_ms
+        if self.cache.match is not None:
+            event.value = self.cache.match.similarity
+            event.attributes["matched_key"] = self.cache.match.key
         return event
 
     def _hit_call_event(self, entry: CacheEntry) -> Event:

@@ -137,3 +137,33 @@ def test_corrupt_entry_is_a_miss_with_a_warning(tmp_path: Path) -> None:
         reply = client.complete(ASK, model="gpt-4o", temperature=0)
     assert reply.text == "fresh" and not reply.cached
     assert client.complete(ASK, model="gpt-4o", temperature=0).text == "fresh"
+
+
+def test_semantic_hit_within_the_same_model_and_parameters(tmp_path: Path) -> None:
+    from devora_lab.cache.semantic import HashingEmbedder, SemanticIndex
+
+    script = Script(openai_json(text="Use reversed() or [::-1]."), openai_json(text="other"),
+                    openai_json(text="mini"))
+    log = EventLog(tmp_path / "events")
+    cache = ResponseCache(MemoryCache(), semantic=SemanticIndex(HashingEmbedder(), 0.9))
+    router = Router({"openai": ProviderConfig("openai", "http://x/v1", "OPENAI_API_KEY")},
+                    env=ENV)
+    client = Client(event_log=log, router=router, cache=cache,
+                    transport=httpx.MockTransport(script))
+    system = {"role": "system", "content": "You answer Python questions."}
+    client.complete([system, {"role": "user", "content": "How do I reverse a list in Python?"}],
+                    model="gpt-4o", temperature=0)
+    near = client.complete([system, {"role": "user",
+                                     "content": "how do I reverse a list in python"}],
+                           model="gpt-4o", temperature=0)
+    assert near.cached and near.text == "Use reversed() or [::-1]."
+    far = client.complete([system, {"role": "user", "content": "What is a Python decorator?"}],
+                          model="gpt-4o", temperature=0)
+    assert not far.cached
+    other_model = client.complete([system, {"role": "user",
+                                            "content": "how do I reverse a list in python"}],
+                                  model="gpt-4o-mini", temperature=0)
+    assert not other_model.cached and len(script.requests) == 3
+    lookups = rows(log, "cache")
+    assert [r["cache_outcome"] for r in lookups] == ["miss", "semantic_hit", "miss", "miss"]
+    assert lookups[1]["value"] >= 0.9
