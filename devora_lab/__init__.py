@@ -12,6 +12,8 @@ from devora_lab.errors import DevoraError
 from devora_lab.events import Event, EventKind, EventLog
 
 if TYPE_CHECKING:
+    from devora_lab.agents import Agent
+    from devora_lab.lab import Lab
     from devora_lab.llm.client import AsyncClient, Client
     from devora_lab.llm.driver import Tags
     from devora_lab.llm.types import Completion, Usage
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "Agent",
     "AsyncClient",
     "Client",
     "Completion",
@@ -27,6 +30,7 @@ __all__ = [
     "Event",
     "EventKind",
     "EventLog",
+    "Lab",
     "Tags",
     "Usage",
     "Workspace",
@@ -34,6 +38,8 @@ __all__ = [
 ]
 
 _LAZY = {
+    "Agent": "devora_lab.agents",
+    "Lab": "devora_lab.lab",
     "AsyncClient": "devora_lab.llm.client",
     "Client": "devora_lab.llm.client",
     "Tags": "devora_lab.llm.driver",

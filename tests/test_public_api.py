@@ -16,7 +16,10 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 MODULES = ["devora_lab", "devora_lab.errors", "devora_lab.config", "devora_lab.workspace",
            "devora_lab.events", "devora_lab.events.store", "devora_lab.events.writer",
            "devora_lab.events.traces", "devora_lab.llm.client", "devora_lab.llm.types",
-           "devora_lab.llm.policy", "devora_lab.llm.pricing", "devora_lab.llm.tokens"]
+           "devora_lab.llm.policy", "devora_lab.llm.pricing", "devora_lab.llm.tokens",
+           "devora_lab.cache", "devora_lab.cache.keys", "devora_lab.cache.analysis",
+           "devora_lab.cache.semantic", "devora_lab.prompts", "devora_lab.lab",
+           "devora_lab.agents", "devora_lab.team", "devora_lab.recording"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -1,0 +1,58 @@
+"""Three example agents of a software team, used by the demo and as templates for your own.
+
+Each renders a built-in prompt template and calls a model through its ``Lab``, so every
+call is logged with the agent's name and the template's name and version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from devora_lab.agents import Agent
+from devora_lab.llm.types import Completion
+
+__all__ = ["Architect", "Coder", "Reviewer"]
+
+
+class Coder(Agent):
+    """Writes UI components from requirements."""
+
+    name = "coder"
+    model = "gpt-4o-mini"
+
+    def generate_component(self, component_name: str, requirements: str, *,
+                           framework: str = "React", language: str = "TypeScript",
+                           styling: str = "Tailwind CSS") -> Completion:
+        return self.run_template("component-generation", component_name=component_name,
+                                 requirements=requirements, framework=framework,
+                                 language=language, styling=styling, model=self.model)
+
+
+class Architect(Agent):
+    """Analyses a system's architecture, with whatever context it is given."""
+
+    name = "architect"
+    model = "claude-3-5-sonnet-20241022"
+
+    def analyse(self, project_name: str, system_description: str, *, file_tree: str = "",
+                concerns: Sequence[str] = (), context: str = "") -> Completion:
+        description = system_description
+        if context:  # retrieved documentation, until RAG does the retrieving itself
+            description = f"{system_description}\n\nRelevant documentation:\n{context}"
+        return self.run_template("architecture-analysis", project_name=project_name,
+                                 system_description=description, file_tree=file_tree,
+                                 concerns=list(concerns), model=self.model)
+
+
+class Reviewer(Agent):
+    """Reviews diffs; ``label`` picks the template version (an A/B test moves it)."""
+
+    name = "reviewer"
+    model = "gpt-4o"
+
+    def review(self, diff: str, *, language: str = "Python", context: str = "",
+               focus_areas: Sequence[str] = ("correctness", "security"),
+               label: str | None = None) -> Completion:
+        return self.run_template("code-review", label=label, diff=diff, language=language,
+                                 context=context, focus_areas=list(focus_areas),
+                                 model=self.model, params={"temperature": 0})
