@@ -133,7 +133,9 @@ class EventWriter:
         self._queue: queue.Queue[_Segment | None] = queue.Queue()
         self._roller: threading.Thread | None = None
         self._roll_errors: list[BaseException] = []
-        if self._recover:
+        if self._recover and self.layout.list_spool():
+            # Only when there may be orphans: the roller imports DuckDB, which a short
+            # script or a latency-sensitive first call should not pay for up front.
             self._ensure_roller()
 
     # -- writing -------------------------------------------------------------------------
