@@ -25,8 +25,8 @@ from devora_lab.events.traces import (
 )
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-AZURE = FIXTURES / "azure_sample.csv"
-MOONCAKE = FIXTURES / "mooncake_sample.jsonl"
+AZURE = FIXTURES / "context_tokens_invented.csv"
+MOONCAKE = FIXTURES / "prefix_blocks_invented.jsonl"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 UTC = timezone.utc
 
@@ -91,7 +91,7 @@ def test_azure_rows_become_unpriced_llm_calls(elog: EventLog) -> None:
     assert first["provider"] is None
     assert first["cost_usd"] is None and first["cost_status"] == "unpriced"
     assert first["schema_version"] == 1
-    assert json.loads(first["attributes"]) == {"source": "azure", "trace_file": "azure_sample.csv",
+    assert json.loads(first["attributes"]) == {"source": "azure", "trace_file": "context_tokens_invented.csv",
                                                "row": 1}
     # Seven fractional digits are cut to microseconds, in UTC.
     assert first["ts"] == datetime(2023, 11, 16, 23, 59, 52, 389563, tzinfo=UTC)
@@ -136,7 +136,7 @@ def test_mooncake_default_start_makes_the_trace_end_now(elog: EventLog) -> None:
             line["input_length"], line["output_length"])
     assert json.loads(events[2]["attributes"]) == {
         "hash_ids": source[2]["hash_ids"], "source": "mooncake",
-        "trace_file": "mooncake_sample.jsonl", "row": 3}
+        "trace_file": "prefix_blocks_invented.jsonl", "row": 3}
 
 
 def test_mooncake_explicit_start(elog: EventLog) -> None:

@@ -34,7 +34,7 @@ from devora_lab.llm.pricing import PriceBook
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=timezone.utc)
 HERE = Path(__file__).resolve()
-MOONCAKE_SAMPLE = HERE.parents[1] / "fixtures" / "mooncake_sample.jsonl"
+MOONCAKE_SAMPLE = HERE.parents[1] / "fixtures" / "prefix_blocks_invented.jsonl"
 SHARED_DATA = next((parent / "shared" / "data" for parent in (HERE.parents[3], HERE.parents[2])
                     if (parent / "shared").is_dir()), HERE.parents[3] / "shared" / "data")
 MOONCAKE = SHARED_DATA / "mooncake_synthetic_trace.jsonl"
