@@ -91,8 +91,8 @@ def test_azure_rows_become_unpriced_llm_calls(elog: EventLog) -> None:
     assert first["provider"] is None
     assert first["cost_usd"] is None and first["cost_status"] == "unpriced"
     assert first["schema_version"] == 1
-    assert json.loads(first["attributes"]) == {"source": "azure", "trace_file": "context_tokens_invented.csv",
-                                               "row": 1}
+    assert json.loads(first["attributes"]) == {
+        "source": "azure", "trace_file": "context_tokens_invented.csv", "row": 1}
     # Seven fractional digits are cut to microseconds, in UTC.
     assert first["ts"] == datetime(2023, 11, 16, 23, 59, 52, 389563, tzinfo=UTC)
     # The trace crosses midnight: one Parquet file per UTC day.

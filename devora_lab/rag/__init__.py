@@ -1,5 +1,9 @@
-"""Retrieval-augmented generation: chunking (more to come: embeddings, LanceDB store, retriever, evaluation)."""  # noqa: E501
+"""Retrieval-augmented generation over a team's own documents.
 
-from __future__ import annotations
+Here so far: token-aware chunking (``chunking``), a LanceDB chunk store with vector,
+full-text and hybrid search (``store``), a retriever that builds a cited context within a
+token budget (``retriever``) and retrieval metrics (``evaluation``). Embedders, ingestion and
+the ``devora-lab rag`` commands come next.
+"""
 
 __all__: list[str] = []
