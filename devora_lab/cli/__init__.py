@@ -37,7 +37,7 @@ def _common(*, top: bool) -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     from devora_lab import __version__
-    from devora_lab.cli import cache, demo, events, prompts, sim
+    from devora_lab.cli import cache, demo, events, prompts, rag, sim
 
     parser = argparse.ArgumentParser(
         prog="devora-lab",
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.register(commands, common)
     cache.register(commands, common)
     prompts.register(commands, common)
+    rag.register(commands, common)
     config = commands.add_parser("config", parents=[common], help="show the effective settings")
     config.set_defaults(handler=_show_config)
     return parser
