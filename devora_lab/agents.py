@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from devora_lab.lab import Lab
     from devora_lab.llm.types import Completion, MessageLike
     from devora_lab.prompts import RenderedPrompt
+    from devora_lab.rag.retriever import Retrieval
 
 __all__ = ["Agent", "AgentStats"]
 
@@ -110,6 +111,26 @@ class Agent:
                                     model=model or rendered.model or self.model,
                                     use_cache=use_cache, tags=self.tags(rendered),
                                     **{**rendered.params, **(params or {})})
+
+    def retrieve(self, query: str, *, top_k: int = 5, mode: str = "hybrid",
+                 max_tokens: int | None = 1500, threshold: float | None = None,
+                 filters: Mapping[str, str | int] | None = None) -> Retrieval:
+        """Chunks of the workspace's documents for ``query``, as a cited context block
+        that fits ``max_tokens``; the retrieval is logged as a ``retrieval`` event."""
+        import time
+
+        from devora_lab.events.schema import Event, EventKind
+
+        started = time.perf_counter()
+        found = self.lab.retriever.retrieve(query, top_k=top_k, mode=mode,  # type: ignore[arg-type]
+                                            threshold=threshold, filters=filters,
+                                            max_tokens=max_tokens)
+        self.lab.event_log.write(Event(
+            kind=EventKind.RETRIEVAL, agent=self.name, user_id=self.user_id,
+            session_id=self.session_id, name=mode, item_count=len(found.hits),
+            input_tokens=found.tokens, latency_ms=(time.perf_counter() - started) * 1000,
+            status="ok"))
+        return found
 
     # -- statistics ----------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from devora_lab.events import EventLog
     from devora_lab.llm.client import AsyncClient, Client
     from devora_lab.prompts import PromptRegistry
+    from devora_lab.rag.retriever import Retriever
 
 __all__ = ["Lab"]
 
@@ -46,13 +47,15 @@ class Lab:
     def __init__(self, workspace: str | os.PathLike[str] | Workspace | None = None, *,
                  event_log: EventLog | None = None, client: Client | None = None,
                  async_client: AsyncClient | None = None,
-                 prompts: PromptRegistry | None = None, **client_options: Any) -> None:
+                 prompts: PromptRegistry | None = None, retriever: Retriever | None = None,
+                 **client_options: Any) -> None:
         self.workspace = (workspace if isinstance(workspace, Workspace)
                           else Workspace(workspace)).ensure()
         self._event_log = event_log
         self._client = client
         self._async_client = async_client
         self._prompts = prompts
+        self._retriever = retriever
         self._client_options = client_options
 
     @property
@@ -97,6 +100,17 @@ class Lab:
 
             self._prompts = PromptRegistry.for_workspace(self.workspace)
         return self._prompts
+
+    @property
+    def retriever(self) -> Retriever:
+        """Retrieval over the workspace's document index (``devora-lab rag index`` fills it)."""
+        if self._retriever is None:
+            from devora_lab.cache.semantic import HashingEmbedder
+            from devora_lab.rag.retriever import Retriever
+            from devora_lab.rag.store import ChunkStore
+
+            self._retriever = Retriever(ChunkStore(self.workspace.lancedb_dir), HashingEmbedder())
+        return self._retriever
 
     def agent_stats(self, agent: str | None = None) -> pd.DataFrame:
         """Per agent: calls, errors, tokens, cost, latency p50/p95/p99 and cache hit rate."""

@@ -29,19 +29,29 @@ class Coder(Agent):
 
 
 class Architect(Agent):
-    """Analyses a system's architecture, with whatever context it is given."""
+    """Analyses a system's architecture with context retrieved from the team's documents."""
 
     name = "architect"
     model = "claude-3-5-sonnet-20241022"
 
     def analyse(self, project_name: str, system_description: str, *, file_tree: str = "",
-                concerns: Sequence[str] = (), context: str = "") -> Completion:
+                concerns: Sequence[str] = (), context: str | None = None,
+                context_tokens: int = 1500) -> Completion:
+        """Analyse the system; ``context`` defaults to documentation retrieved for it (cited,
+        within ``context_tokens``) from the workspace's index, if one was built."""
+        if context is None:
+            context = self._documentation(system_description, context_tokens)
         description = system_description
-        if context:  # retrieved documentation, until RAG does the retrieving itself
+        if context:
             description = f"{system_description}\n\nRelevant documentation:\n{context}"
         return self.run_template("architecture-analysis", project_name=project_name,
                                  system_description=description, file_tree=file_tree,
                                  concerns=list(concerns), model=self.model)
+
+    def _documentation(self, question: str, budget: int) -> str:
+        if self.lab.retriever.store.count() == 0:
+            return ""  # no index built yet: analyse from the description alone
+        return self.retrieve(question, max_tokens=budget).context
 
 
 class Reviewer(Agent):

@@ -115,3 +115,27 @@ def test_run_template_follows_labels(lab: Lab) -> None:
     with lab.event_log.store() as store:
         used = store.scalar("SELECT template_version FROM events WHERE kind = 'llm.call'")
     assert used == newer.version and newer.version != base.version
+
+
+def test_agent_retrieves_cited_context_within_budget(lab: Lab, tmp_path: Path) -> None:
+    from devora_lab.llm.tokens import count_tokens
+    from devora_lab.rag.ingest import Indexer
+    from devora_lab.team import Architect
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "storage.md").write_text(
+        "# Storage\n\n## Event log\n\nEvents are appended to JSON-lines segments and rolled "
+        "into Parquet files partitioned by day.\n\n## Cache\n\nResponses are cached in "
+        "SQLite or Redis.\n")
+    (docs / "ops.md").write_text("# Operations\n\nAlerts go to a webhook.\n")
+    Indexer(lab.retriever.store, lab.retriever.embedder).index([docs], progress=False)
+    architect = Architect(lab)
+    found = architect.retrieve("How are events stored in Parquet?", max_tokens=120)
+    assert found.hits and "[1]" in found.context and "storage.md" in found.context
+    assert count_tokens(found.context, "gpt-4o") <= 120
+    reply = architect.analyse("devora", "How should the event log scale?")
+    assert reply.text
+    with lab.event_log.store() as store:
+        rows = store.rows("SELECT agent, item_count FROM events WHERE kind = 'retrieval'")
+    assert len(rows) == 2 and all(agent == "architect" and n >= 1 for agent, n in rows)
