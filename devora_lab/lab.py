@@ -65,15 +65,8 @@ class Lab:
         return self._event_log
 
     def _options(self) -> dict[str, Any]:
-        from devora_lab.llm.routing import Router
-
-        options: dict[str, Any] = {
-            "event_log": self.event_log,
-            "router": Router(settings=self.workspace.settings),
-            "price_book": self.workspace.price_book(),
-            "content_policy": self.workspace.settings.events.content_policy,
-            "cache": self.workspace.response_cache(),
-        }
+        options = self.workspace.client_options()
+        options["event_log"] = self.event_log  # one log shared by both clients
         options.update(self._client_options)
         return options
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from devora_lab.config import Settings, load_settings
 from devora_lab.errors import WorkspaceError
@@ -130,6 +130,19 @@ class Workspace:
         from devora_lab.cache.memory import MemoryCache
 
         return ResponseCache(MemoryCache(max_bytes=config.max_bytes), policy, semantic)
+
+    def client_options(self) -> dict[str, Any]:
+        """What a client of this workspace is built with: its event log, providers, prices,
+        content policy and cache (``Client.from_workspace`` and ``Lab`` both use this)."""
+        from devora_lab.llm.routing import Router
+
+        return {
+            "event_log": self.event_log(),
+            "router": Router(settings=self.settings),
+            "price_book": self.price_book(),
+            "content_policy": self.settings.events.content_policy,
+            "cache": self.response_cache(),
+        }
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"

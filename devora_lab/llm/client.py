@@ -86,14 +86,7 @@ class _Base:
         """
         from devora_lab.workspace import Workspace
 
-        space = Workspace(workspace).ensure()
-        options.setdefault("event_log", space.event_log())
-        options.setdefault("router", Router(settings=space.settings))
-        options.setdefault("price_book", space.price_book())
-        if "cache" not in options:
-            options["cache"] = space.response_cache()
-        options.setdefault("content_policy", space.settings.events.content_policy)
-        return cls(**options)
+        return cls(**{**Workspace(workspace).ensure().client_options(), **options})
 
     def estimate(self, messages: Sequence[MessageLike], *, model: str,
                  max_tokens: int | None = None) -> CostEstimate:

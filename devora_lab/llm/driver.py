@@ -36,7 +36,7 @@ from devora_lab.llm.providers.base import ParsedCompletion, RequestSpec
 from devora_lab.llm.redact import redact
 from devora_lab.llm.routing import Route, Router
 from devora_lab.llm.tokens import count_message_tokens, prompt_bytes
-from devora_lab.llm.types import Completion, MessageLike
+from devora_lab.llm.types import Completion, MessageLike, Usage
 
 if TYPE_CHECKING:
     from devora_lab.cache import ResponseCache
@@ -399,10 +399,7 @@ class CallDriver:
         if parsed is None:
             return
         event.response_model = parsed.model
-        event.input_tokens = parsed.usage.input_tokens
-        event.output_tokens = parsed.usage.output_tokens
-        event.cached_input_tokens = parsed.usage.cached_input_tokens
-        event.cache_creation_input_tokens = parsed.usage.cache_creation_input_tokens
+        _put_usage(event, parsed.usage)
         event.finish_reason = parsed.finish_reason
         event.response_id = parsed.response_id
 
@@ -411,10 +408,7 @@ class CallDriver:
         event.request_model = self.requested_model
         event.response_model = completion.model
         event.response_id = completion.response_id
-        event.input_tokens = completion.usage.input_tokens
-        event.output_tokens = completion.usage.output_tokens
-        event.cached_input_tokens = completion.usage.cached_input_tokens
-        event.cache_creation_input_tokens = completion.usage.cache_creation_input_tokens
+        _put_usage(event, completion.usage)
         event.cost_usd = completion.cost_usd
         event.cost_status = completion.cost_status
         event.price_book_version = self.settings.price_book.version
@@ -476,3 +470,10 @@ class CallDriver:
     def _write(self, event: Event) -> None:
         if self.settings.event_log is not None:
             self.settings.event_log.write(event)
+
+
+def _put_usage(event: Event, usage: Usage) -> None:
+    event.input_tokens = usage.input_tokens
+    event.output_tokens = usage.output_tokens
+    event.cached_input_tokens = usage.cached_input_tokens
+    event.cache_creation_input_tokens = usage.cache_creation_input_tokens

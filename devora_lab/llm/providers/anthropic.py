@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import orjson
 
-from devora_lab.errors import BadRequestError, MalformedResponseError, ProviderError
+from devora_lab.errors import BadRequestError, ProviderError
 from devora_lab.llm.providers.base import (
     ParsedCompletion,
     ProviderAdapter,
@@ -96,11 +96,7 @@ class AnthropicAdapter(ProviderAdapter):
                 raw=payload,
             )
         except (KeyError, TypeError, AttributeError) as exc:
-            raise MalformedResponseError(
-                f"{self.name} answered for {model} without the expected fields ({exc!r})",
-                fix="check that base_url speaks the Anthropic Messages format",
-                provider=self.name, model=model,
-            ) from None
+            raise self.malformed(model, exc, "Anthropic Messages") from None
 
     def new_stream(self, model: str) -> StreamState:
         return _AnthropicStream(self, model)

@@ -110,6 +110,14 @@ class ProviderAdapter(ABC):
         return error_for_status(status, _error_message(body), headers, provider=self.name,
                                 model=model)
 
+    def malformed(self, model: str, exc: Exception, wire_format: str) -> MalformedResponseError:
+        """The error for an answer that parsed as JSON but lacks the expected fields."""
+        return MalformedResponseError(
+            f"{self.name} answered for {model} without the expected fields ({exc!r})",
+            fix=f"check that base_url speaks the {wire_format} format",
+            provider=self.name, model=model,
+        )
+
     def decode(self, body: bytes | str, model: str) -> Any:
         try:
             return orjson.loads(body)

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from devora_lab.errors import MalformedResponseError, ProviderError
+from devora_lab.errors import ProviderError
 from devora_lab.llm.providers.base import (
     ParsedCompletion,
     ProviderAdapter,
@@ -76,11 +76,7 @@ class OpenAIAdapter(ProviderAdapter):
                 raw=payload,
             )
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise MalformedResponseError(
-                f"{self.name} answered for {model} without the expected fields ({exc!r})",
-                fix="check that base_url speaks the OpenAI chat-completions format",
-                provider=self.name, model=model,
-            ) from None
+            raise self.malformed(model, exc, "OpenAI chat-completions") from None
 
     def new_stream(self, model: str) -> StreamState:
         return _OpenAIStream(self, model)
