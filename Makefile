@@ -44,8 +44,10 @@ lock:
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install --quiet --upgrade pip
-	.lock-venv/bin/pip install --quiet ".[dev,notebooks]"
-	.lock-venv/bin/pip freeze --exclude devora_lab > requirements.lock
+	.lock-venv/bin/pip install --quiet ".[dev,notebooks,local-embeddings]"
+	# a local CPU build of torch (2.13.0+cpu) is pinned by its public version, so that the
+	# lock also resolves where only PyPI's build exists
+	.lock-venv/bin/pip freeze --exclude devora_lab | sed -E 's/^torch==([0-9.]+)\+.*/torch==\1/' > requirements.lock
 	rm -rf .lock-venv
 
 clean:

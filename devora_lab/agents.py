@@ -117,20 +117,10 @@ class Agent:
                  filters: Mapping[str, str | int] | None = None) -> Retrieval:
         """Chunks of the workspace's documents for ``query``, as a cited context block
         that fits ``max_tokens``; the retrieval is logged as a ``retrieval`` event."""
-        import time
-
-        from devora_lab.events.schema import Event, EventKind
-
-        started = time.perf_counter()
-        found = self.lab.retriever.retrieve(query, top_k=top_k, mode=mode,  # type: ignore[arg-type]
-                                            threshold=threshold, filters=filters,
-                                            max_tokens=max_tokens)
-        self.lab.event_log.write(Event(
-            kind=EventKind.RETRIEVAL, agent=self.name, user_id=self.user_id,
-            session_id=self.session_id, name=mode, item_count=len(found.hits),
-            input_tokens=found.tokens, latency_ms=(time.perf_counter() - started) * 1000,
-            status="ok"))
-        return found
+        return self.lab.retriever.retrieve(
+            query, top_k=top_k, mode=mode,  # type: ignore[arg-type]
+            threshold=threshold, filters=filters, max_tokens=max_tokens, agent=self.name,
+            user_id=self.user_id, session_id=self.session_id)
 
     # -- statistics ----------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ __all__ = [
     "EventSettings",
     "PricingSettings",
     "ProviderSettings",
+    "RagSettings",
     "Settings",
     "load_settings",
     "resolve_workspace",
@@ -85,6 +86,22 @@ class CacheSettings(_Strict):
         "(calibrate first: scripts/calibrate_semantic.py).")
 
 
+class RagSettings(_Strict):
+    """How documents are chunked, embedded and searched."""
+
+    embedding_model: str = Field(
+        "auto", min_length=1, description="auto (local if installed, else hashing), local "
+        "(all-MiniLM-L6-v2), hashing, or an API model such as text-embedding-3-small.")
+    embedding_dimensions: int | None = Field(
+        None, gt=0, description="Shorter vectors from text-embedding-3 models.")
+    chunk_tokens: int = Field(160, ge=16, description="Tokens per chunk (the local model "
+                              "reads 256 word pieces; longer chunks would be truncated).")
+    overlap_tokens: int = Field(24, ge=0, description="Tokens repeated from the chunk before.")
+    ann_min_rows: int = Field(
+        25_000, gt=0, description="Build the approximate (IVF_HNSW_SQ) index at this many "
+        "chunks; below it, exact search is fast enough.")
+
+
 class ProviderSettings(_Strict):
     """One LLM provider endpoint. The key is named by ``api_key_env``, never stored."""
 
@@ -100,6 +117,7 @@ class Settings(_Strict):
     events: EventSettings = Field(default_factory=EventSettings)
     pricing: PricingSettings = Field(default_factory=PricingSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    rag: RagSettings = Field(default_factory=RagSettings)
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
 
     def api_key(self, provider: str, env: Mapping[str, str] | None = None) -> SecretStr | None:

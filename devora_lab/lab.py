@@ -98,11 +98,11 @@ class Lab:
     def retriever(self) -> Retriever:
         """Retrieval over the workspace's document index (``devora-lab rag index`` fills it)."""
         if self._retriever is None:
-            from devora_lab.cache.semantic import HashingEmbedder
             from devora_lab.rag.retriever import Retriever
-            from devora_lab.rag.store import ChunkStore
 
-            self._retriever = Retriever(ChunkStore(self.workspace.lancedb_dir), HashingEmbedder())
+            self._retriever = Retriever(
+                self.workspace.chunk_store(), self.workspace.embeddings(self.event_log),
+                event_log=self.event_log)
         return self._retriever
 
     def agent_stats(self, agent: str | None = None) -> pd.DataFrame:
@@ -114,6 +114,9 @@ class Lab:
         """Close the clients and flush the event log (events are already durable)."""
         if self._client is not None:
             self._client.close()
+        closer = getattr(getattr(self._retriever, "embedder", None), "close", None)
+        if callable(closer):
+            closer()
         if self._event_log is not None:
             self._event_log.close()
 

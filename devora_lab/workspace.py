@@ -5,7 +5,7 @@
     <workspace>/
       devora.toml      optional settings
       events/          the event log (Parquet by day, plus events/_active/ for live segments)
-      cache/           response cache
+      cache/           response cache, embedding cache (embeddings.sqlite)
       lancedb/         RAG vector store
       experiments/     experiment definitions and state
       prompts/         prompt template registry
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from devora_lab.cache import ResponseCache
     from devora_lab.events import EventLog
     from devora_lab.llm.pricing import PriceBook
+    from devora_lab.rag.embeddings import Embeddings
+    from devora_lab.rag.store import ChunkStore
 
 __all__ = ["Workspace"]
 
@@ -143,6 +145,22 @@ class Workspace:
             "content_policy": self.settings.events.content_policy,
             "cache": self.response_cache(),
         }
+
+    def embeddings(self, event_log: EventLog | None = None, *,
+                   agent: str | None = None) -> Embeddings:
+        """The configured embedder (``[rag] embedding_model``), its vectors cached in
+        ``<workspace>/cache/embeddings.sqlite`` and each batch logged to ``event_log``."""
+        from devora_lab.rag.embeddings import embeddings_for
+
+        return embeddings_for(self.settings, event_log=event_log,
+                              price_book=self.price_book(), cache_dir=self.cache_dir,
+                              agent=agent)
+
+    def chunk_store(self) -> ChunkStore:
+        """The document index in ``<workspace>/lancedb``."""
+        from devora_lab.rag.store import ChunkStore
+
+        return ChunkStore(self.lancedb_dir, ann_min_rows=self.settings.rag.ann_min_rows)
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"

@@ -7,7 +7,8 @@ Chunks are embedded in batches across files, but each file is written to the sto
 one ``add`` only once all of its chunks are embedded: an interrupted run leaves a file
 either complete or absent, never partial under a current hash that would hide it from
 the next run. Sources are absolute POSIX paths, so files that vanished from an indexed
-folder can be found by prefix and deleted.
+folder can be found by prefix and deleted. Events and the vector cache belong to the
+embedder (``rag.embeddings.Embeddings``), not to the indexer.
 """
 
 from __future__ import annotations
@@ -24,13 +25,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from devora_lab.errors import ConfigError
-from devora_lab.events.schema import Event, EventKind
 from devora_lab.rag.chunking import Chunk, chunk_text, kind_for, read_document
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-    from devora_lab.events import EventLog
     from devora_lab.rag.retriever import Embedder
     from devora_lab.rag.store import ChunkStore
 
@@ -70,15 +69,16 @@ class _Pending:
 class Indexer:
     """Chunk, embed and store documents incrementally (see the module docstring)."""
 
-    def __init__(self, store: ChunkStore, embedder: Embedder, *,
-                 event_log: EventLog | None = None, max_tokens: int = 400,
-                 overlap_tokens: int = 50, embedder_name: str = "hashing-2048") -> None:
+    def __init__(self, store: ChunkStore, embedder: Embedder, *, max_tokens: int = 160,
+                 overlap_tokens: int = 24, embedder_name: str | None = None) -> None:
         self.store = store
         self.embedder = embedder
-        self.event_log = event_log
         self.max_tokens = max_tokens
         self.overlap_tokens = overlap_tokens
-        self.embedder_name = embedder_name
+        #: Part of every file hash: another embedder means other vectors, so re-embed.
+        self.embedder_name = embedder_name or getattr(embedder, "name", None) or type(
+            embedder).__name__
+        store.bind_embedder(self.embedder_name)
 
     def index(self, paths: Sequence[Path], *, progress: bool = True) -> IndexReport:
         """Bring the store in line with ``paths`` (files or folders) and report counts."""
@@ -100,6 +100,9 @@ class Indexer:
             if source not in seen and any(source.startswith(root) for root in roots):
                 self.store.delete_source(source)
                 report.files_removed += 1
+        if report.chunks_added or report.files_removed:
+            self.store.refresh_index()
+            self.store.compact()  # one file per indexed document would slow every search
         report.seconds = time.perf_counter() - started
         return report
 
@@ -164,15 +167,8 @@ class Indexer:
         while (waiting := len(pending.chunks) - pending.embedded) >= BATCH_SIZE or (
                 final and waiting > 0):
             batch = pending.chunks[pending.embedded:pending.embedded + BATCH_SIZE]
-            begin = time.perf_counter()
-            vectors = np.asarray(self.embedder([chunk.text for chunk in batch]))
-            latency = (time.perf_counter() - begin) * 1000
-            pending.vectors.append(vectors)
+            pending.vectors.append(np.asarray(self.embedder([chunk.text for chunk in batch])))
             pending.embedded += len(batch)
-            if self.event_log is not None:
-                self.event_log.write(Event(
-                    kind=EventKind.EMBEDDING, name=self.embedder_name, item_count=len(batch),
-                    input_tokens=sum(chunk.tokens for chunk in batch), latency_ms=latency))
 
     def _commit(self, pending: _Pending) -> int:
         """Store every file whose chunks are all embedded; returns the chunks added."""
@@ -184,7 +180,8 @@ class Indexer:
             end = pending.file_ends.pop(0)
             rows = vectors[pending.committed - (pending.embedded - len(vectors)):][
                 :end - pending.committed]
-            added += self.store.add(pending.chunks[pending.committed:end], rows)
+            added += self.store.add(pending.chunks[pending.committed:end], rows,
+                                    refresh_index=False)
             pending.committed = end
         left = pending.embedded - pending.committed
         pending.vectors = [vectors[len(vectors) - left:]] if left else []

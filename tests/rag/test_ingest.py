@@ -14,6 +14,8 @@ from devora_lab.cache.semantic import HashingEmbedder
 from devora_lab.cli import rag as rag_cli
 from devora_lab.errors import DevoraWarning
 from devora_lab.events import EventLog
+from devora_lab.rag.embedders import HashingBackend
+from devora_lab.rag.embeddings import Embeddings
 from devora_lab.rag.ingest import BATCH_SIZE, Indexer
 from devora_lab.rag.store import ChunkStore
 
@@ -49,10 +51,10 @@ def _docs(root: Path) -> Path:
     return docs
 
 
-def _indexer(tmp_path: Path, embedder: CountingEmbedder,
-             log: EventLog | None = None) -> tuple[Indexer, ChunkStore]:
+def _indexer(tmp_path: Path, embedder: Any) -> tuple[Indexer, ChunkStore]:
     store = ChunkStore(tmp_path / "lancedb")
-    return Indexer(store, embedder, event_log=log, embedder_name="hashing-256"), store
+    return Indexer(store, embedder, max_tokens=400, overlap_tokens=50,
+                   embedder_name="hashing-256"), store
 
 
 def test_first_index_counts_and_stores_chunks(tmp_path: Path) -> None:
@@ -125,17 +127,20 @@ def test_one_embedding_event_per_batch(tmp_path: Path) -> None:
     big = tmp_path / "big.md"
     big.write_text("".join(f"# Section {i}\n\nBody {i} text.\n\n" for i in range(100)))
     log = EventLog(tmp_path / "events")
-    indexer, store = _indexer(tmp_path, CountingEmbedder(), log)
-    indexer = Indexer(store, indexer.embedder, event_log=log, max_tokens=16,
-                      overlap_tokens=0, embedder_name="hashing-256")
-    report = indexer.index([big], progress=False)
+    store = ChunkStore(tmp_path / "lancedb")
+    embeddings = Embeddings(HashingBackend(dim=256, batch_size=BATCH_SIZE), event_log=log)
+    report = Indexer(store, embeddings, max_tokens=16, overlap_tokens=0).index(
+        [big], progress=False)
     log.close()
+    assert store.embedder == "local:hashing-256"
     assert report.chunks_added == store.count() >= BATCH_SIZE + 1
     with EventLog(tmp_path / "events").store() as events:
-        rows = events.rows("SELECT name, item_count, input_tokens, latency_ms FROM events "
-                           "WHERE kind = 'embedding' ORDER BY item_count DESC")
+        rows = events.rows("SELECT request_model, item_count, input_tokens, latency_ms, "
+                           "cost_usd FROM events WHERE kind = 'embedding' "
+                           "ORDER BY item_count DESC")
     assert [row[1] for row in rows] == [BATCH_SIZE, report.chunks_added - BATCH_SIZE]
-    assert all(row[0] == "hashing-256" and row[2] > 0 and row[3] >= 0 for row in rows)
+    assert all(row[0] == "hashing-256" and row[2] > 0 and row[3] >= 0 and row[4] == 0
+               for row in rows)
 
 
 def test_changed_settings_reindex_and_missing_path_is_an_error(tmp_path: Path) -> None:
@@ -143,7 +148,8 @@ def test_changed_settings_reindex_and_missing_path_is_an_error(tmp_path: Path) -
     indexer, store = _indexer(tmp_path, embedder)
     with pytest.warns(DevoraWarning):
         indexer.index([docs], progress=False)
-    smaller = Indexer(store, embedder, max_tokens=100, embedder_name="hashing-256")
+    smaller = Indexer(store, embedder, max_tokens=100, overlap_tokens=50,
+                      embedder_name="hashing-256")
     with pytest.warns(DevoraWarning):
         assert smaller.index([docs], progress=False).files_indexed == 3
     from devora_lab.errors import ConfigError
@@ -164,7 +170,9 @@ def _run(argv: list[str]) -> int:
     return int(args.handler(args))
 
 
-def test_cli_index_then_query(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_index_then_query(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEVORA_RAG__EMBEDDING_MODEL", "hashing")
     docs, workspace = _docs(tmp_path), tmp_path / "ws"
     assert _run(["rag", "query", "anything", "--workspace", str(workspace)]) == 1
     assert "empty" in capsys.readouterr().out
@@ -176,13 +184,31 @@ def test_cli_index_then_query(tmp_path: Path, capsys: pytest.CaptureFixture[str]
                  "--workspace", str(workspace)]) == 0
     out = capsys.readouterr().out
     assert "README.md" in out and "Install" in out and "2 hits" in out
+    assert "local:hashing-2048" in out
     with EventLog(workspace / "events").store() as events:
-        assert events.count("embedding") == 1
+        # one batch at index time, one for the query's vector
+        assert events.count("embedding") == 2
         assert events.rows("SELECT name, item_count FROM events WHERE kind = 'retrieval'") \
             == [("hybrid", 2)]
 
 
-def test_cli_help_names_the_default_embedder(capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_rebuild_switches_embedder(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    docs, workspace = _docs(tmp_path), tmp_path / "ws"
+    monkeypatch.setenv("DEVORA_RAG__EMBEDDING_MODEL", "hashing")
+    _run(["rag", "index", str(docs / "README.md"), "--workspace", str(workspace)])
+    monkeypatch.setenv("DEVORA_RAG__EMBEDDING_MODEL", "text-embedding-3-small")
+    from devora_lab.errors import ConfigError
+    with pytest.raises(ConfigError, match="built with the embedder local:hashing-2048"):
+        _run(["rag", "query", "install", "--workspace", str(workspace)])
+    monkeypatch.setenv("DEVORA_RAG__EMBEDDING_MODEL", "hashing")
+    capsys.readouterr()
+    assert _run(["rag", "index", "--rebuild", str(docs / "README.md"),
+                 "--workspace", str(workspace)]) == 0
+    assert "indexed 1 of 1 files" in capsys.readouterr().out
+
+
+def test_cli_help_names_the_embedder_setting(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
-        _parser().parse_args(["rag", "index", "--help"])
-    assert "offline hashing embedder" in capsys.readouterr().out
+        _parser().parse_args(["rag", "--help"])
+    assert "embedding_model" in capsys.readouterr().out
