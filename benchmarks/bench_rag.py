@@ -8,7 +8,7 @@ baseline shows what our wrapper (cache lookups, token counting, events) costs. G
 
 ``rag.reindex`` — ``Indexer.index`` over this repository's docs and package source (a
 real corpus), first with an empty index and cache, then again with nothing changed.
-Goal: the re-index ≥ 50× faster than the first index.
+Goal: the re-index ≥ 50 times faster than the first index.
 
 ``rag.ann`` — vector search over clustered 384-dimensional unit vectors (the local
 model's width) at 100k and 1M rows: p50 latency and recall@10 of the IVF_HNSW_SQ index
