@@ -20,8 +20,8 @@ from devora_lab.rag.chunking import chunk_text, read_document
 ROOT = Path(__file__).resolve().parents[2]
 EVAL_SET = ROOT / "data" / "rag_eval.jsonl"
 SEPARATOR = " > "
-# README sections that are about to be rewritten or say nothing a user would search for.
-UNLABELLED = ("Status", "RAG (in progress)")
+# README sections that say nothing a user would search for.
+UNLABELLED = ("Status",)
 
 
 def _load() -> list[dict[str, Any]]:
