@@ -24,6 +24,7 @@ from devora_lab.errors import ConfigError, SecretInConfigError
 
 __all__ = [
     "DEFAULT_WORKSPACE",
+    "BudgetSettings",
     "CacheSettings",
     "EventSettings",
     "PricingSettings",
@@ -102,6 +103,15 @@ class RagSettings(_Strict):
         "chunks; below it, exact search is fast enough.")
 
 
+class BudgetSettings(_Strict):
+    """Where budget totals live: this process, or Redis for many processes and machines."""
+
+    backend: Literal["local", "redis"] = Field(
+        "local", description="local: per process (seeded from the log); redis: shared, atomic.")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = Field("devora:budget:", min_length=1, description="Redis key prefix.")
+
+
 class ProviderSettings(_Strict):
     """One LLM provider endpoint. The key is named by ``api_key_env``, never stored."""
 
@@ -118,6 +128,7 @@ class Settings(_Strict):
     pricing: PricingSettings = Field(default_factory=PricingSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     rag: RagSettings = Field(default_factory=RagSettings)
+    budgets: BudgetSettings = Field(default_factory=BudgetSettings)
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
 
     def api_key(self, provider: str, env: Mapping[str, str] | None = None) -> SecretStr | None:

@@ -27,7 +27,8 @@ Each error says what was wrong and, in ``fix``, what to do about it; both appear
     │   │   └── ContextWindowError  the prompt does not fit the model's context window
     │   ├── MalformedResponseError  the answer could not be parsed
     │   └── StreamInterruptedError  a stream broke after text arrived (carries partial_text)
-    └── AllModelsFailedError        every model in the fallback chain failed (carries errors)
+    ├── AllModelsFailedError        every model in the fallback chain failed (carries errors)
+    └── BudgetExceededError         a hard budget refused a call before it was sent
 
 Warnings (never exceptions, so that a reader keeps going):
 
@@ -41,6 +42,7 @@ from typing import Any
 
 __all__ = [
     "AllModelsFailedError",
+    "BudgetExceededError",
     "AuthenticationError",
     "BadRequestError",
     "CacheUnavailableError",
@@ -219,6 +221,19 @@ class AllModelsFailedError(DevoraError):
     def __init__(self, message: str, *, errors: list[ProviderError],
                  fix: str | None = None) -> None:
         self.errors = errors
+        super().__init__(message, fix=fix)
+
+
+class BudgetExceededError(DevoraError):
+    """A hard budget refused a call before it was sent: its worst-case cost
+    (``reserved_usd``) would have taken ``budget`` past its limit for the period."""
+
+    def __init__(self, message: str, *, budget: str, limit_usd: float, spent_usd: float,
+                 reserved_usd: float, fix: str | None = None) -> None:
+        self.budget = budget
+        self.limit_usd = limit_usd
+        self.spent_usd = spent_usd
+        self.reserved_usd = reserved_usd
         super().__init__(message, fix=fix)
 
 

@@ -16,6 +16,7 @@ from devora_lab.workspace import Workspace
 if TYPE_CHECKING:
     import pandas as pd
 
+    from devora_lab.costs.workbench import Costs
     from devora_lab.events import EventLog
     from devora_lab.llm.client import AsyncClient, Client
     from devora_lab.prompts import PromptRegistry
@@ -104,6 +105,13 @@ class Lab:
                 self.workspace.chunk_store(), self.workspace.embeddings(self.event_log),
                 event_log=self.event_log)
         return self._retriever
+
+    @property
+    def costs(self) -> Costs:
+        """Breakdowns, re-pricing, forecasts, budgets and recommendations for this workspace."""
+        from devora_lab.costs.workbench import Costs
+
+        return Costs(self.workspace)
 
     def agent_stats(self, agent: str | None = None) -> pd.DataFrame:
         """Per agent: calls, errors, tokens, cost, latency p50/p95/p99 and cache hit rate."""

@@ -136,10 +136,13 @@ class Workspace:
     def client_options(self) -> dict[str, Any]:
         """What a client of this workspace is built with: its event log, providers, prices,
         content policy and cache (``Client.from_workspace`` and ``Lab`` both use this)."""
+        from devora_lab.costs.wiring import budget_guard
         from devora_lab.llm.routing import Router
 
+        log = self.event_log()
         return {
-            "event_log": self.event_log(),
+            "event_log": log,
+            "budget": budget_guard(self, log),
             "router": Router(settings=self.settings),
             "price_book": self.price_book(),
             "content_policy": self.settings.events.content_policy,

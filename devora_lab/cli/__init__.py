@@ -37,7 +37,17 @@ def _common(*, top: bool) -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     from devora_lab import __version__
-    from devora_lab.cli import cache, demo, events, prompts, rag, sim
+    from devora_lab.cli import (
+        budgets,
+        cache,
+        costs,
+        demo,
+        events,
+        forecast,
+        prompts,
+        rag,
+        sim,
+    )
 
     parser = argparse.ArgumentParser(
         prog="devora-lab",
@@ -53,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     cache.register(commands, common)
     prompts.register(commands, common)
     rag.register(commands, common)
+    costs.register(commands, common)
+    budgets.register(commands, common)
+    forecast.register(commands, common)
     config = commands.add_parser("config", parents=[common], help="show the effective settings")
     config.set_defaults(handler=_show_config)
     return parser

@@ -139,7 +139,8 @@ COLUMNS: Final[tuple[Column, ...]] = (
     _c("response_text", "VARCHAR", "Response text (only with the full content policy, redacted)."),
     # other kinds
     _c("name", "VARCHAR", "Subject of a non-model event: budget, alert rule, index, ..."),
-    _c("severity", "VARCHAR", "info, warning or critical (alerts and budgets)."),
+    _c("severity", "VARCHAR", "info, warning, critical, or error for a refused call "
+       "(alerts and budgets)."),
     _c("item_count", "BIGINT", "Texts embedded, chunks retrieved, and the like."),
     _c("value", "DOUBLE", "Measured value of a budget or alert event."),
     _c("threshold", "DOUBLE", "Threshold that value was compared with."),

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Self
 import httpx
 
 from devora_lab.errors import ProviderConnectionError, ProviderError
-from devora_lab.llm.driver import CallDriver, CallSettings, Tags
+from devora_lab.llm.driver import BudgetHook, CallDriver, CallSettings, Tags
 from devora_lab.llm.policy import CircuitBreaker, FallbackPolicy, RetryPolicy
 from devora_lab.llm.providers.anthropic import DEFAULT_MAX_TOKENS
 from devora_lab.llm.providers.base import ParsedCompletion
@@ -53,6 +53,7 @@ class _Base:
         tags: Tags | None = None,
         timeout: float | httpx.Timeout | None = None,
         cache: ResponseCache | None = None,
+        budget: BudgetHook | None = None,
     ) -> None:
         from devora_lab.llm.pricing import PriceBook
 
@@ -67,6 +68,7 @@ class _Base:
             content_policy=content_policy,
             tags=tags if tags is not None else Tags(),
             cache=cache,
+            budget=budget,
         )
         if timeout is None:
             self.timeout = _DEFAULT_TIMEOUT

@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -73,6 +73,20 @@ class Tags:
         return Tags(**values, attributes={**self.attributes, **other.attributes})
 
 
+class BudgetHook(Protocol):
+    """What the call path needs from budgets (``costs.budgets.BudgetGuard`` is one): hold
+    a call's worst-case cost before it is sent (raising ``BudgetExceededError`` to refuse
+    it), then settle the hold with the real cost or release it. Kept as a protocol so the
+    call path does not import the costs package."""
+
+    def reserve_call(self, *, user_id: str | None, model: str, agent: str | None,
+                     tags: Mapping[str, str], max_cost_usd: float) -> object: ...
+
+    def settle(self, hold: Any, actual_cost_usd: float | None) -> object: ...
+
+    def release(self, hold: Any) -> None: ...
+
+
 @dataclass(frozen=True)
 class CallSettings:
     """Everything a driver needs that does not change from call to call."""
@@ -87,6 +101,7 @@ class CallSettings:
     content_policy: str = "hashed"
     tags: Tags = Tags()
     cache: ResponseCache | None = None
+    budget: BudgetHook | None = None
     clock: Callable[[], float] = time.perf_counter
     rng: random.Random = field(default_factory=random.Random)
     warned_unpriced: set[str] = field(default_factory=set)  # warn once per model per client
@@ -116,6 +131,8 @@ class CallDriver:
         self._retry_same = False
         self._model_attempts = 0
         self._last_error: ProviderError | None = None
+        self._hold: object | None = None
+        self._reserved = False
         first = settings.router.resolve(model)
         self.cache = CallCache(settings.cache, first.adapter.name, first.model, messages,
                                self.params, cache_options)
@@ -175,8 +192,57 @@ class CallDriver:
 
     # -- what to do next -----------------------------------------------------------------
 
+    # -- budgets ---------------------------------------------------------------------------
+
+    def _worst_case_cost(self) -> float:
+        """The most this call can cost on any model of its chain: the whole prompt at the
+        input price plus ``max_tokens`` (default 4,096) at the output price. A model
+        without a price adds nothing: it cannot be held to a dollar budget."""
+        from devora_lab.llm.providers.anthropic import DEFAULT_MAX_TOKENS
+
+        output = int(self.params.get("max_tokens") or self.params.get(
+            "max_completion_tokens") or DEFAULT_MAX_TOKENS)
+        worst = 0.0
+        for name in self.chain:
+            model = self.settings.router.resolve(name).model
+            cost = self.settings.price_book.cost(
+                model, count_message_tokens(self.messages, model), output)
+            worst = max(worst, cost or 0.0)
+        return worst
+
+    def _reserve_budget(self) -> None:
+        """Hold the worst case before the first request goes out (refusal raises)."""
+        self._reserved = True
+        budget = self.settings.budget
+        if budget is None:
+            return
+        tags = {key: str(value) for key, value in (self.tags.attributes or {}).items()}
+        for key in ("experiment", "variant", "template_name"):
+            value = getattr(self.tags, key, None)
+            if value is not None:
+                tags[key] = str(value)
+        self._hold = budget.reserve_call(
+            user_id=self.tags.user_id, model=self.requested_model, agent=self.tags.agent,
+            tags=tags, max_cost_usd=self._worst_case_cost())
+
+    def _settle_budget(self, actual_cost_usd: float | None, *, release: bool = False) -> None:
+        budget, hold = self.settings.budget, self._hold
+        if budget is None or hold is None:
+            return
+        self._hold = None
+        try:
+            if release:
+                budget.release(hold)
+            else:
+                budget.settle(hold, actual_cost_usd)
+        except DevoraError:  # the call already happened: never fail it over bookkeeping
+            log.warning("could not settle the budget hold of call %s", self.request_id,
+                           exc_info=True)
+
     def next_route(self) -> Route | None:
         """The route to send to now, or None when the chain is exhausted."""
+        if not self._reserved:
+            self._reserve_budget()
         if self._retry_same and self._route is not None:
             self._retry_same = False
             return self._route
@@ -253,6 +319,7 @@ class CallDriver:
             request_id=self.request_id, response_id=parsed.response_id, raw=parsed.raw,
         )
         self._write(self._call_event(route, completion))
+        self._settle_budget(cost)  # unpriced (None): the hold stays spent, to be safe
         self.cache.store(completion, chunks)
         return completion
 
@@ -290,6 +357,7 @@ class CallDriver:
             provider=route.adapter.name, model=route.model, status=error.status,
         )
         self._write(self._failed_call_event(route, interrupted, partial))
+        self._settle_budget(None)  # tokens were produced and billed: keep the hold
         return interrupted
 
     def cancelled(self, route: Route | None, partial: ParsedCompletion | None) -> None:
@@ -299,6 +367,7 @@ class CallDriver:
         event.status = "cancelled"
         event.latency_ms = (self.settings.clock() - self.started) * 1000
         self._write(event)
+        self._settle_budget(None)
 
     def give_up(self) -> DevoraError:
         """The error to raise when no model could answer; also records the failed call."""
@@ -316,6 +385,7 @@ class CallDriver:
                 f"every model in the fallback chain failed ({summary})", errors=self.errors,
                 fix="see .errors for each model's last error")
         self._write(self._failed_call_event(self._route, error, None))
+        self._settle_budget(None, release=True)  # failed attempts are not billed
         return error
 
     def transport_error(self, route: Route, exc: Exception) -> ProviderError:

