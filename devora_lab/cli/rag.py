@@ -34,6 +34,8 @@ def register(commands: Any, common: argparse.ArgumentParser) -> None:
     index.add_argument("--chunk-tokens", type=int, default=None,
                        help="tokens per chunk (default: [rag] chunk_tokens); changing it "
                             "re-indexes")
+    index.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
+                       help="a field stored on every chunk of this run (repeatable)")
     index.add_argument("--rebuild", action="store_true",
                        help="drop the index first (after changing the embedder)")
     index.set_defaults(handler=_index)
@@ -72,7 +74,7 @@ def _index(args: argparse.Namespace) -> int:
             store.drop()
         rag = workspace.settings.rag
         indexer = Indexer(store, embeddings, max_tokens=args.chunk_tokens or rag.chunk_tokens,
-                          overlap_tokens=rag.overlap_tokens)
+                          overlap_tokens=rag.overlap_tokens, metadata=_fields(args.meta))
         report = indexer.index([Path(p) for p in args.paths], progress=out.is_terminal)
         indexed = store.vector_index()
     finally:
@@ -86,6 +88,19 @@ def _index(args: argparse.Namespace) -> int:
         f"{report.files_skipped:,} skipped ({report.seconds:.1f} s); {store.count():,} "
         f"chunks, {search} search")
     return 0
+
+
+def _fields(pairs: list[str]) -> dict[str, str]:
+    from devora_lab.errors import ConfigError
+
+    fields: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--meta {pair!r} is not KEY=VALUE",
+                              fix="write e.g. --meta team=search")
+        fields[key.strip()] = value
+    return fields
 
 
 def _retriever(workspace: Workspace, log: EventLog | None) -> Retriever | None:

@@ -17,7 +17,7 @@ import hashlib
 import os
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,8 +70,12 @@ class Indexer:
     """Chunk, embed and store documents incrementally (see the module docstring)."""
 
     def __init__(self, store: ChunkStore, embedder: Embedder, *, max_tokens: int = 160,
-                 overlap_tokens: int = 24, embedder_name: str | None = None) -> None:
+                 overlap_tokens: int = 24, embedder_name: str | None = None,
+                 metadata: Mapping[str, Any] | None = None) -> None:
         self.store = store
+        #: User fields stored on every chunk of this run (e.g. ``{"team": "search"}``);
+        #: retrieved hits carry them in ``Hit.metadata``.
+        self.metadata = dict(metadata or {})
         self.embedder = embedder
         self.max_tokens = max_tokens
         self.overlap_tokens = overlap_tokens
@@ -150,7 +154,8 @@ class Indexer:
         kind = kind_for(path)
         chunks = [] if text is None or kind is None else chunk_text(
             text, source=source, kind=kind, max_tokens=self.max_tokens,
-            overlap_tokens=self.overlap_tokens, metadata={"file_hash": file_hash})
+            overlap_tokens=self.overlap_tokens,
+            metadata={**self.metadata, "file_hash": file_hash})
         if not chunks:
             report.files_skipped += 1
             return

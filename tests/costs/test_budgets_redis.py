@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import random
+import socket
 import threading
 import time
 from collections import Counter
@@ -22,8 +23,6 @@ from devora_lab.costs.budgets import Budget, BudgetAlert, BudgetGuard, CallScope
 from devora_lab.costs.ledger import Account, RedisLedger, to_micros
 from devora_lab.errors import BudgetExceededError, CacheUnavailableError, ConfigError
 from devora_lab.events import EventLog
-
-from .conftest import free_port
 
 PROCESSES, CALLS = 4, 50
 HARD = Budget(name="team-day", limit_usd=60.0, thresholds=(0.25, 0.5, 0.8))
@@ -143,7 +142,10 @@ def test_history_seeds_once_across_processes(redis_url: str, redis_prefix: str) 
 
 
 def test_an_unreachable_server_is_a_clear_error_without_the_password() -> None:
-    url = f"redis://:hunter2-secret@127.0.0.1:{free_port()}/0"  # nothing listens there
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"redis://:hunter2-secret@127.0.0.1:{port}/0"
     ledger = RedisLedger(url, timeout=0.2)
     guard = BudgetGuard([Budget(name="b", limit_usd=1.0)], ledger)
     with pytest.raises(CacheUnavailableError) as caught:

@@ -212,3 +212,19 @@ def test_cli_help_names_the_embedder_setting(capsys: pytest.CaptureFixture[str])
     with pytest.raises(SystemExit):
         _parser().parse_args(["rag", "--help"])
     assert "embedding_model" in capsys.readouterr().out
+
+
+def test_user_fields_reach_every_chunk_and_a_bad_meta_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEVORA_RAG__EMBEDDING_MODEL", "hashing")
+    docs, workspace = _docs(tmp_path), tmp_path / "ws"
+    _run(["rag", "index", str(docs / "README.md"), "--meta", "team=search",
+          "--meta", "tier=gold", "--workspace", str(workspace)])
+    store = ChunkStore(workspace / "lancedb")
+    hits = store.search(text="venv", mode="text", top_k=5)
+    assert hits and all(h.metadata["team"] == "search" and h.metadata["tier"] == "gold"
+                        for h in hits)
+    from devora_lab.errors import ConfigError
+    with pytest.raises(ConfigError, match="not KEY=VALUE"):
+        _run(["rag", "index", str(docs), "--meta", "oops", "--workspace", str(workspace)])
