@@ -12,15 +12,28 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from devora_lab.events.schema import new_id
 from devora_lab.llm.driver import Tags
 
 if TYPE_CHECKING:
+    from devora_lab.experiments.model import Variant
     from devora_lab.lab import Lab
     from devora_lab.llm.types import Completion, MessageLike
     from devora_lab.prompts import RenderedPrompt
     from devora_lab.rag.retriever import Retrieval
 
 __all__ = ["Agent", "AgentStats"]
+
+
+def _apply(variant: Variant, label: str | None, version: str | int | None, model: str | None,
+           params: Mapping[str, Any] | None) -> tuple[str | None, str | int | None, str | None,
+                                                       Mapping[str, Any] | None]:
+    """What a variant changes: it wins over the caller's own choices for the same call."""
+    if variant.template_version is not None:
+        label, version = None, variant.template_version
+    elif variant.label is not None:
+        label, version = variant.label, None
+    return label, version, variant.model or model, {**(params or {}), **variant.params}
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,16 +103,41 @@ class Agent:
     def run_template(self, template: str, *, label: str | None = None,
                      version: str | int | None = None, model: str | None = None,
                      use_cache: bool = True, params: Mapping[str, Any] | None = None,
-                     **variables: Any) -> Completion:
+                     experiment: str | None = None, **variables: Any) -> Completion:
         """Render a template and call the model with it; the call records the version.
 
         ``params`` override the template's default request parameters; everything else
-        given by keyword is a template variable.
+        given by keyword is a template variable. With ``experiment`` (a running
+        experiment's name) the unit's sticky variant picks the template version or label,
+        the model and extra parameters, and the call is tagged with experiment and variant.
         """
+        arm = self._variant(experiment)
+        if arm is not None:
+            label, version, model, params = _apply(arm[1], label, version, model, params)
         rendered = self.render_template(template, label=label, version=version, **variables)
+        tags = self.tags(rendered, **({} if arm is None else {"experiment": arm[0],
+                                                                "variant": arm[1].name}))
         return self.call_llm(rendered.messages, model=model or rendered.model or self.model,
-                             use_cache=use_cache, tags=self.tags(rendered),
+                             use_cache=use_cache, tags=tags,
                              **{**rendered.params, **(params or {})})
+
+    def _variant(self, experiment: str | None) -> tuple[str, Variant] | None:
+        """(experiment, variant) for this agent's unit, or None outside an experiment."""
+        if experiment is None:
+            return None
+        unit = self.lab.experiments.get(experiment).unit
+        request_id = new_id()
+        unit_id = {"user": self.user_id, "session": self.session_id,
+                   "request": request_id}[unit]
+        if unit_id is None:
+            from devora_lab.errors import ConfigError
+
+            raise ConfigError(f"experiment {experiment} assigns by {unit}, but this agent "
+                              f"has no {unit}_id", fix=f"create the agent with {unit}_id=...")
+        variant = self.lab.assigner.variant_for(experiment, unit_id, user_id=self.user_id,
+                                                session_id=self.session_id,
+                                                request_id=request_id)
+        return None if variant is None else (experiment, variant)
 
     async def arun_template(self, template: str, *, label: str | None = None,
                             version: str | int | None = None, model: str | None = None,

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
     from devora_lab.costs.workbench import Costs
     from devora_lab.events import EventLog
+    from devora_lab.experiments.assignment import Assigner
+    from devora_lab.experiments.registry import ExperimentRegistry
     from devora_lab.llm.client import AsyncClient, Client
     from devora_lab.prompts import PromptRegistry
     from devora_lab.rag.retriever import Retriever
@@ -57,6 +59,8 @@ class Lab:
         self._async_client = async_client
         self._prompts = prompts
         self._retriever = retriever
+        self._experiments: ExperimentRegistry | None = None
+        self._assigner: Assigner | None = None
         self._client_options = client_options
 
     @property
@@ -105,6 +109,27 @@ class Lab:
                 self.workspace.chunk_store(), self.workspace.embeddings(self.event_log),
                 event_log=self.event_log)
         return self._retriever
+
+    @property
+    def experiments(self) -> ExperimentRegistry:
+        """The workspace's experiments (``devora-lab experiments`` edits the same files)."""
+        if self._experiments is None:
+            from devora_lab.experiments.registry import ExperimentRegistry
+
+            self._experiments = ExperimentRegistry(self.workspace.experiments_dir)
+        return self._experiments
+
+    @property
+    def assigner(self) -> Assigner:
+        """Sticky variant assignment, shared by every process of the workspace, logging
+        each unit's first exposure."""
+        if self._assigner is None:
+            from devora_lab.experiments.assignment import Assigner, AssignmentStore
+
+            self._assigner = Assigner(self.experiments,
+                                      AssignmentStore(self.workspace.experiments_dir),
+                                      event_log=self.event_log)
+        return self._assigner
 
     @property
     def costs(self) -> Costs:

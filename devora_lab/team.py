@@ -62,7 +62,9 @@ class Reviewer(Agent):
 
     def review(self, diff: str, *, language: str = "Python", context: str = "",
                focus_areas: Sequence[str] = ("correctness", "security"),
-               label: str | None = None) -> Completion:
+               label: str | None = None, experiment: str | None = None) -> Completion:
+        """Review ``diff``; inside ``experiment`` the unit's variant picks the version."""
         return self.run_template("code-review", label=label, diff=diff, language=language,
                                  context=context, focus_areas=list(focus_areas),
-                                 model=self.model, params={"temperature": 0})
+                                 model=self.model, params={"temperature": 0},
+                                 experiment=experiment)

@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         costs,
         demo,
         events,
+        experiments,
         forecast,
         prompts,
         rag,
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     costs.register(commands, common)
     budgets.register(commands, common)
     forecast.register(commands, common)
+    experiments.register(commands, common)
     config = commands.add_parser("config", parents=[common], help="show the effective settings")
     config.set_defaults(handler=_show_config)
     return parser
