@@ -36,10 +36,6 @@ __all__ = ["HIGHER_IS_BETTER", "Analysis", "analyze", "decide"]
 #: Whether a larger value of the metric is better (for the direction of "worse").
 HIGHER_IS_BETTER: Final = {"success_rate": True, "judge_score": True, "latency_ms": False,
                            "p95_latency_ms": False, "cost_usd": False, "output_tokens": False}
-#: Mixing variance of the mSPRT: the squared effect size worth detecting, 2 points for a
-#: rate, 5 % of the control's mean otherwise (Johari et al. advise tau ~ the effects seen).
-_TAU_RATE: Final = 0.02
-_TAU_RELATIVE: Final = 0.05
 
 
 @dataclass(frozen=True)
@@ -143,7 +139,7 @@ def _sequential(store: EventStore, experiment: Experiment) -> pd.DataFrame:
         part = looks[ready]
         if part.empty:
             continue
-        test = _msprt(metric, part, control, name, experiment.alpha)
+        test = _msprt(metric, part, control, name, experiment.alpha, experiment.min_samples)
         frames.append(pd.DataFrame({"day": part.index, "variant": name,
                                     "difference": test.difference, "ci_low": test.ci_low,
                                     "ci_high": test.ci_high, "p_value": test.p_values}))
@@ -151,17 +147,30 @@ def _sequential(store: EventStore, experiment: Experiment) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
+def _mixing_variance(variance: float, alpha: float, planned: int) -> float:
+    """The mSPRT's mixing variance tau^2, tuned to be most powerful near the planned
+    sample: tau^2 = rho^2 * sigma^2 with rho^2 = (-2 ln a + ln(-2 ln a + 1)) / n*, where
+    sigma^2 is the per-call variance and n* the minimum sample per variant (the rule
+    GrowthBook uses for its sequential tests, after Howard et al., "Time-uniform,
+    nonparametric, nonasymptotic confidence sequences", 2021, eq. 14). A fixed tau in
+    the metric's units would be blind to effects far from it at the sample sizes run."""
+    rho2 = (-2 * math.log(alpha) + math.log(-2 * math.log(alpha) + 1)) / planned
+    return max(rho2 * variance, 1e-12)
+
+
 def _msprt(metric: str, looks: pd.DataFrame, control: str, treatment: str,
-           alpha: float) -> seq.SequentialTest:
+           alpha: float, planned: int) -> seq.SequentialTest:
     n_c, n_t = looks["n"][control].to_numpy(), looks["n"][treatment].to_numpy()
     sum_c, sum_t = looks["total"][control].to_numpy(), looks["total"][treatment].to_numpy()
-    if metric == "success_rate":
-        return seq.msprt_proportions(sum_c, n_c, sum_t, n_t, tau2=_TAU_RATE**2, alpha=alpha)
-    sq_c, sq_t = looks["squares"][control].to_numpy(), looks["squares"][treatment].to_numpy()
     mean_c, mean_t = sum_c / n_c, sum_t / n_t
+    if metric == "success_rate":
+        pooled = float((sum_c[-1] + sum_t[-1]) / (n_c[-1] + n_t[-1]))
+        tau2 = _mixing_variance(pooled * (1 - pooled), alpha, planned)
+        return seq.msprt_proportions(sum_c, n_c, sum_t, n_t, tau2=tau2, alpha=alpha)
+    sq_c, sq_t = looks["squares"][control].to_numpy(), looks["squares"][treatment].to_numpy()
     var_c = np.maximum(sq_c - n_c * mean_c**2, 0) / (n_c - 1)
     var_t = np.maximum(sq_t - n_t * mean_t**2, 0) / (n_t - 1)
-    tau2 = max((_TAU_RELATIVE * abs(float(mean_c[-1]))) ** 2, 1e-12)
+    tau2 = _mixing_variance(float(var_c[-1] + var_t[-1]) / 2, alpha, planned)
     return seq.msprt_means(n_c, mean_c, var_c, n_t, mean_t, var_t, tau2=tau2, alpha=alpha)
 
 
