@@ -150,6 +150,8 @@ class Lab:
         closer = getattr(getattr(self._retriever, "embedder", None), "close", None)
         if callable(closer):
             closer()
+        if self._assigner is not None:
+            self._assigner.store.close()
         if self._event_log is not None:
             self._event_log.close()
 
