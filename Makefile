@@ -25,7 +25,27 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-unit: setup
+# GrowthBook's gbstats is a dev-only cross-check of our A/B statistics
+# (tests/experiments/test_gbstats_agreement.py). It pins numpy<2 and pandas<2, so it gets its
+# own venv. Wheels only: where they cannot be installed (pandas 1.5.3 stops at Python 3.11; set
+# GBSTATS_PYTHON=python3.11) it warns, leaves no venv, and those tests are skipped.
+GBSTATS_PYTHON ?= $(PYTHON)
+GBSTATS_STAMP  := .venv-gbstats/.installed-stamp
+
+$(GBSTATS_STAMP): requirements-gbstats.lock
+	@echo "installing gbstats into .venv-gbstats (for the gbstats agreement tests)"
+	@rm -rf .venv-gbstats
+	@if $(GBSTATS_PYTHON) -m venv .venv-gbstats \
+	    && .venv-gbstats/bin/pip install --quiet --disable-pip-version-check \
+	       --only-binary=:all: -r requirements-gbstats.lock; then \
+	    touch $(GBSTATS_STAMP); \
+	else \
+	    rm -rf .venv-gbstats; \
+	    echo "could not install gbstats into .venv-gbstats: the gbstats agreement tests" \
+	         "will be skipped" >&2; \
+	fi
+
+unit: setup $(GBSTATS_STAMP)
 	$(BIN)/pytest
 
 # LiteLLM is only a benchmark baseline; it pins its own openai, so it gets its own venv.
@@ -51,4 +71,4 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) .venv-litellm .mypy_cache .ruff_cache .pytest_cache .hypothesis benchmarks/.work
+	rm -rf $(VENV) .venv-litellm .venv-gbstats .mypy_cache .ruff_cache .pytest_cache .hypothesis benchmarks/.work
