@@ -62,6 +62,7 @@ class Lab:
         self._experiments: ExperimentRegistry | None = None
         self._assigner: Assigner | None = None
         self._client_options = client_options
+        self._shared_options: dict[str, Any] | None = None
 
     @property
     def event_log(self) -> EventLog:
@@ -70,10 +71,11 @@ class Lab:
         return self._event_log
 
     def _options(self) -> dict[str, Any]:
-        options = self.workspace.client_options()
-        options["event_log"] = self.event_log  # one log shared by both clients
-        options.update(self._client_options)
-        return options
+        """Built once and shared by both clients: one log, and one budget guard, so the
+        sync and async clients of a lab count against the same budget totals."""
+        if self._shared_options is None:
+            self._shared_options = self.workspace.client_options(self.event_log)
+        return {**self._shared_options, **self._client_options}
 
     @property
     def client(self) -> Client:

@@ -133,13 +133,14 @@ class Workspace:
 
         return ResponseCache(MemoryCache(max_bytes=config.max_bytes), policy, semantic)
 
-    def client_options(self) -> dict[str, Any]:
-        """What a client of this workspace is built with: its event log, providers, prices,
-        content policy and cache (``Client.from_workspace`` and ``Lab`` both use this)."""
+    def client_options(self, event_log: EventLog | None = None) -> dict[str, Any]:
+        """What a client of this workspace is built with: its event log (``event_log``, else
+        a new one), budgets, providers, prices, content policy and cache
+        (``Client.from_workspace`` and ``Lab`` both use this)."""
         from devora_lab.costs.wiring import budget_guard
         from devora_lab.llm.routing import Router
 
-        log = self.event_log()
+        log = event_log if event_log is not None else self.event_log()
         return {
             "event_log": log,
             "budget": budget_guard(self, log),

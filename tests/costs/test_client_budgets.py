@@ -77,3 +77,22 @@ def test_a_new_process_remembers_todays_spend(tmp_path: Path, sim: SimServer) ->
     spent = Costs(tmp_path).breakdown(()).loc[0, "cost_usd"]
     assert status.loc["day", "spent_usd"] == pytest.approx(spent, abs=1e-6)  # micro-dollars
     assert status.loc["day", "reserved_usd"] == 0
+
+
+def test_a_labs_two_clients_share_one_budget(tmp_path: Path, sim: SimServer) -> None:
+    import asyncio
+
+    lab = _lab(tmp_path, Budget(name="shared", limit_usd=1.0))
+    done = lab.client.complete(PROMPT, model="gpt-4o-mini", max_tokens=50)
+    async def from_async() -> float | None:
+        answer = await lab.async_client.complete(PROMPT, model="gpt-4o-mini", max_tokens=50)
+        await lab.async_client.aclose()
+        return answer.cost_usd
+
+    later_cost = asyncio.run(from_async())
+    guard = lab.client.settings.budget
+    assert guard is not None and guard is lab.async_client.settings.budget
+    status = guard.status().set_index("budget")  # type: ignore[attr-defined]
+    spent = (done.cost_usd or 0.0) + (later_cost or 0.0)
+    assert status.loc["shared", "spent_usd"] == pytest.approx(spent, abs=2e-6)
+    lab.close()
