@@ -16,8 +16,14 @@ fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 
-# The Redis cache tests start their own redis-server; without one they are skipped.
-if ! command -v redis-server >/dev/null 2>&1; then
+# The tests start real servers and a real browser: redis-server (cache, budgets), prometheus
+# (scraping the exporter) and chromium (reports, JupyterLab). Each is installed from Debian's
+# packages when absent; where that is impossible the tests that need it are skipped.
+want=()
+command -v redis-server >/dev/null 2>&1 || want+=(redis-server)
+command -v prometheus >/dev/null 2>&1 || want+=(prometheus)
+command -v chromium >/dev/null 2>&1 || want+=(chromium)
+if [ "${#want[@]}" -gt 0 ]; then
     SUDO=none
     if [ "$(id -u)" -eq 0 ]; then
         SUDO=""
@@ -25,14 +31,14 @@ if ! command -v redis-server >/dev/null 2>&1; then
         SUDO="sudo -n"
     fi
     if [ "$SUDO" != none ] && command -v apt-get >/dev/null 2>&1; then
-        echo "installing Debian's redis-server for the Redis cache tests"
+        echo "installing Debian's ${want[*]} for the tests"
         { $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive \
-            apt-get install -y -qq redis-server >/dev/null; } \
-            || echo "could not install redis-server: the Redis cache tests will be skipped" >&2
+            apt-get install -y -qq "${want[@]}" >/dev/null; } \
+            || echo "could not install ${want[*]}: the tests that need them will be skipped" >&2
     else
-        echo "redis-server is not installed and cannot be installed here (needs root or" \
-             "sudo, and apt-get): the Redis cache tests will be skipped;" \
-             "install it with: sudo apt-get install redis-server" >&2
+        echo "${want[*]} not installed and cannot be installed here (needs root or sudo," \
+             "and apt-get): the tests that need them will be skipped;" \
+             "install with: sudo apt-get install ${want[*]}" >&2
     fi
 fi
 echo "environment ready in .venv"
