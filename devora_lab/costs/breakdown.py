@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 import pandas as pd
 
 from devora_lab.errors import ConfigError
+from devora_lab.events.dimensions import DIMENSIONS, dimension_sql
 
 if TYPE_CHECKING:
     from devora_lab.events.store import EventStore
@@ -23,24 +24,6 @@ if TYPE_CHECKING:
 __all__ = ["DIMENSIONS", "METRICS", "breakdown", "cost_kinds", "daily", "period_filter",
            "top_spenders"]
 
-#: Dimension name → SQL expression over the ``events`` view (UTC calendar periods).
-DIMENSIONS: Final[Mapping[str, str]] = {
-    "model": "coalesce(response_model, request_model)",
-    "requested_model": "request_model",
-    "provider": "provider",
-    "agent": "agent",
-    "user": "user_id",
-    "session": "session_id",
-    "template": "template_name",
-    "template_version": "template_name || '@' || template_version",
-    "experiment": "experiment",
-    "variant": "experiment || ':' || variant",
-    "kind": "kind",
-    "status": "status",
-    "day": "CAST(date_trunc('day', ts AT TIME ZONE 'UTC') AS DATE)",
-    "week": "CAST(date_trunc('week', ts AT TIME ZONE 'UTC') AS DATE)",
-    "month": "CAST(date_trunc('month', ts AT TIME ZONE 'UTC') AS DATE)",
-}
 _KINDS: Final = ("llm.call", "embedding")
 #: What ``daily`` can total per day.
 METRICS: Final[Mapping[str, str]] = {
@@ -55,14 +38,6 @@ def cost_kinds() -> tuple[str, ...]:
     return _KINDS
 
 
-def _expression(name: str) -> str:
-    try:
-        return DIMENSIONS[name]
-    except KeyError:
-        raise ConfigError(f"unknown dimension {name!r}",
-                          fix=f"use one of {', '.join(DIMENSIONS)}") from None
-
-
 def period_filter(since: datetime | None, until: datetime | None,
                   filters: Mapping[str, str] | None = None) -> tuple[str, list[object]]:
     """A WHERE clause (without ``WHERE``) and its parameters: cost-carrying kinds, the
@@ -71,7 +46,7 @@ def period_filter(since: datetime | None, until: datetime | None,
                "(CAST(? AS TIMESTAMPTZ) IS NULL OR ts < ?)"]
     params: list[object] = [*_KINDS, since, since, until, until]
     for name, value in (filters or {}).items():
-        clauses.append(f"{_expression(name)} = ?")
+        clauses.append(f"{dimension_sql(name)} = ?")
         params.append(value)
     return " AND ".join(clauses), params
 
@@ -86,7 +61,7 @@ def breakdown(store: EventStore, by: Sequence[str] = ("model",), *,
     ``cost_per_success_usd`` (cost over successful calls: failures cost too) and
     ``share`` of the period's total cost. ``by=()`` gives one total row.
     """
-    keys = [(name, _expression(name)) for name in by]
+    keys = [(name, dimension_sql(name)) for name in by]
     select = "".join(f"{sql} AS \"{name}\", " for name, sql in keys)
     group = f"GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))}" if keys else ""
     where, params = period_filter(since, until, filters)

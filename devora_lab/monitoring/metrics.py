@@ -1,0 +1,402 @@
+"""Operational metrics of LLM calls, by any dimension and window, as DataFrames.
+
+Every metric is computed by DuckDB over the ``llm.call`` events of the log, in one scan:
+the SQL computes a few base aggregates (counts, sums, a list of latency quantiles) and the
+metrics are derived from them, so asking for twenty metrics costs one pass over the data.
+Dimensions and filters map to fixed SQL expressions (``devora_lab.events.dimensions``) and
+values are bound as parameters, never formatted into the SQL.
+
+Definitions worth knowing (the rest say what they are):
+
+- ``error_rate``: errors over requests, where a request is a *logical* call after its
+  retries and fallbacks; a call that failed twice and then succeeded is not an error.
+- ``retries``: attempts beyond the first (``attempt - 1``), fallback attempts included;
+  ``fallbacks``: calls answered (or failed last) by a model other than the one asked for.
+- ``cache_hit_rate``: exact and semantic hits over lookups (hit + miss); calls that
+  bypassed the cache (not cacheable, or no cache configured) are not lookups.
+- ``requests_per_s`` and ``tokens_per_s``: over the window's length (a bucket's, in a
+  trend); for an unbounded window, over the span from the first to the last call selected.
+- latency and time-to-first-token quantiles are exact (``quantile_cont``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+import pandas as pd
+
+from devora_lab.errors import ConfigError
+from devora_lab.events.dimensions import dimension_sql
+from devora_lab.monitoring.windows import Window, parse_duration, parse_window
+
+if TYPE_CHECKING:
+    from devora_lab.events.store import EventStore
+
+__all__ = ["METRICS", "OVERVIEW_METRICS", "Filters", "MetricDef", "Overview", "error_breakdown",
+           "metrics", "overview", "resolve_window", "selection", "trend"]
+
+Filters = Mapping[str, str | Sequence[str]]
+_Frame = pd.DataFrame
+
+#: Base aggregates: what the SQL computes; every metric is derived from these.
+_BASE: Final[Mapping[str, str]] = {
+    "requests": "count(*)",
+    "errors": "count(*) FILTER (WHERE status = 'error')",
+    "latency_sum": "sum(latency_ms)",
+    "latency_n": "count(latency_ms)",
+    "latency_q": "quantile_cont(latency_ms, [0.5, 0.95, 0.99])",
+    "ttft_sum": "sum(ttft_ms)",
+    "ttft_n": "count(ttft_ms)",
+    "ttft_q": "quantile_cont(ttft_ms, [0.5, 0.95, 0.99])",
+    "input_tokens": "coalesce(sum(input_tokens), 0)",
+    "output_tokens": "coalesce(sum(output_tokens), 0)",
+    "cached_input_tokens": "coalesce(sum(cached_input_tokens), 0)",
+    "retries": "coalesce(sum(greatest(coalesce(attempt, 1) - 1, 0)), 0)",
+    "retried": "count(*) FILTER (WHERE attempt > 1)",
+    "fallbacks": "count(*) FILTER (WHERE fallback_index > 0)",
+    "cache_lookups": "count(*) FILTER (WHERE cache_outcome IN ('hit', 'semantic_hit', 'miss'))",
+    "cache_hits": "count(*) FILTER (WHERE cache_outcome IN ('hit', 'semantic_hit'))",
+    "cost_usd": "coalesce(sum(cost_usd), 0)",
+    "unpriced_calls": "count(*) FILTER (WHERE cost_status = 'unpriced')",
+    "saved_cost_usd": "coalesce(sum(saved_cost_usd) FILTER (WHERE cache_outcome IN "
+                      "('hit', 'semantic_hit')), 0)",
+}
+
+_Compute = Callable[[_Frame, "pd.Series[float]"], "pd.Series[Any]"]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricDef:
+    """One metric: the base aggregates it needs, how it is derived, its unit and meaning."""
+
+    name: str
+    needs: tuple[str, ...]
+    compute: _Compute
+    unit: str
+    description: str
+
+
+def _ratio(num: str, den: str) -> _Compute:
+    return lambda f, _span: f[num] / f[den].where(f[den] > 0)
+
+
+def _per_second(*columns: str) -> _Compute:
+    return lambda f, span: sum((f[c] for c in columns), start=pd.Series(0.0, index=f.index)) \
+        / span.where(span > 0)
+
+
+def _quantile(column: str, index: int) -> _Compute:
+    def compute(frame: _Frame, _span: pd.Series[float]) -> pd.Series[Any]:
+        def pick(q: object) -> float:
+            if not isinstance(q, list | tuple | np.ndarray) or len(q) <= index:
+                return np.nan  # no calls with a value in this group: NULL, not a list
+            value = q[index]
+            return np.nan if value is None else float(value)
+
+        return frame[column].map(pick)
+    return compute
+
+
+def _column(name: str) -> _Compute:
+    return lambda f, _span: f[name]
+
+
+def _m(name: str, needs: tuple[str, ...], compute: _Compute, unit: str, text: str) -> MetricDef:
+    return MetricDef(name, needs, compute, unit, text)
+
+
+METRICS: Final[Mapping[str, MetricDef]] = {m.name: m for m in (
+    _m("requests", ("requests",), _column("requests"), "calls", "Logical LLM calls."),
+    _m("ok", ("requests", "errors"), lambda f, _s: f["requests"] - f["errors"], "calls",
+       "Calls that returned an answer."),
+    _m("errors", ("errors",), _column("errors"), "calls", "Calls that failed for good."),
+    _m("error_rate", ("errors", "requests"), _ratio("errors", "requests"), "ratio",
+       "Failed calls over calls."),
+    _m("success_rate", ("errors", "requests"),
+       lambda f, _s: 1 - f["errors"] / f["requests"].where(f["requests"] > 0), "ratio",
+       "Answered calls over calls."),
+    _m("latency_avg_ms", ("latency_sum", "latency_n"), _ratio("latency_sum", "latency_n"), "ms",
+       "Mean call latency, retries and waits included."),
+    _m("latency_p50_ms", ("latency_q",), _quantile("latency_q", 0), "ms", "Median latency."),
+    _m("latency_p95_ms", ("latency_q",), _quantile("latency_q", 1), "ms", "95th pct latency."),
+    _m("latency_p99_ms", ("latency_q",), _quantile("latency_q", 2), "ms", "99th pct latency."),
+    _m("ttft_avg_ms", ("ttft_sum", "ttft_n"), _ratio("ttft_sum", "ttft_n"), "ms",
+       "Mean time to first token (streamed calls)."),
+    _m("ttft_p50_ms", ("ttft_q",), _quantile("ttft_q", 0), "ms", "Median time to first token."),
+    _m("ttft_p95_ms", ("ttft_q",), _quantile("ttft_q", 1), "ms", "95th pct time to first token."),
+    _m("ttft_p99_ms", ("ttft_q",), _quantile("ttft_q", 2), "ms", "99th pct time to first token."),
+    _m("requests_per_s", ("requests",), _per_second("requests"), "1/s", "Calls per second."),
+    _m("tokens_per_s", ("input_tokens", "output_tokens"),
+       _per_second("input_tokens", "output_tokens"), "tokens/s", "Input+output tokens per s."),
+    _m("output_tokens_per_s", ("output_tokens",), _per_second("output_tokens"), "tokens/s",
+       "Output tokens per second."),
+    _m("input_tokens", ("input_tokens",), _column("input_tokens"), "tokens", "Input tokens."),
+    _m("output_tokens", ("output_tokens",), _column("output_tokens"), "tokens", "Output tokens."),
+    _m("cached_input_tokens", ("cached_input_tokens",), _column("cached_input_tokens"), "tokens",
+       "Input tokens read from the provider's prompt cache."),
+    _m("retries", ("retries",), _column("retries"), "attempts", "Attempts beyond the first."),
+    _m("retry_rate", ("retried", "requests"), _ratio("retried", "requests"), "ratio",
+       "Calls that needed more than one attempt."),
+    _m("fallbacks", ("fallbacks",), _column("fallbacks"), "calls",
+       "Calls that moved to a fallback model."),
+    _m("fallback_rate", ("fallbacks", "requests"), _ratio("fallbacks", "requests"), "ratio",
+       "Calls that moved to a fallback model, over calls."),
+    _m("cache_lookups", ("cache_lookups",), _column("cache_lookups"), "calls",
+       "Calls looked up in the response cache."),
+    _m("cache_hits", ("cache_hits",), _column("cache_hits"), "calls", "Exact + semantic hits."),
+    _m("cache_hit_rate", ("cache_hits", "cache_lookups"), _ratio("cache_hits", "cache_lookups"),
+       "ratio", "Hits over lookups."),
+    _m("cost_usd", ("cost_usd",), _column("cost_usd"), "USD", "Recorded cost."),
+    _m("cost_per_request_usd", ("cost_usd", "requests"), _ratio("cost_usd", "requests"), "USD",
+       "Recorded cost over calls."),
+    _m("unpriced_calls", ("unpriced_calls",), _column("unpriced_calls"), "calls",
+       "Calls whose model had no price (not counted as $0)."),
+    _m("saved_cost_usd", ("saved_cost_usd",), _column("saved_cost_usd"), "USD",
+       "What cache hits would have cost."),
+)}
+
+#: The metric set of the overview dashboard, the alert defaults and the benchmark.
+OVERVIEW_METRICS: Final[tuple[str, ...]] = (
+    "requests", "errors", "error_rate", "latency_avg_ms", "latency_p50_ms", "latency_p95_ms",
+    "latency_p99_ms", "ttft_p50_ms", "ttft_p95_ms", "requests_per_s", "tokens_per_s",
+    "input_tokens", "output_tokens", "retries", "fallbacks", "cache_hit_rate", "cost_usd",
+    "unpriced_calls")
+
+
+def resolve_window(window: Window | str | None, *, since: datetime | None = None,
+                   until: datetime | None = None, now: datetime | None = None,
+                   tz: str = "UTC") -> Window:
+    """A ``Window`` from a name (``"24h"``, ``"this_week"``), a Window, or since/until."""
+    if isinstance(window, Window):
+        return window
+    if window is not None:
+        if since is not None or until is not None:
+            raise ConfigError("give either a window or since/until, not both",
+                              fix="drop the window, or since and until")
+        return parse_window(window, now=now, tz=tz)
+    return Window(since, until)
+
+
+def selection(window: Window, filters: Filters | None = None,
+              kind: str = "llm.call") -> tuple[str, list[object]]:
+    """A WHERE clause (without ``WHERE``) and its parameters: one event kind, the window and
+    equality filters (a list of values means any of them)."""
+    clauses = ["kind = ?"]
+    params: list[object] = [kind]
+    if window.since is not None:
+        clauses.append("ts >= ?")
+        params.append(window.since)
+    if window.until is not None:
+        clauses.append("ts < ?")
+        params.append(window.until)
+    for name, value in (filters or {}).items():
+        values = [value] if isinstance(value, str) else list(value)
+        if not values or not all(isinstance(v, str) for v in values):
+            raise ConfigError(f"filter {name}={value!r} needs one or more strings",
+                              fix=f"filter like {{'{name}': 'value'}} or a list of values")
+        clauses.append(f"{dimension_sql(name)} IN ({', '.join('?' * len(values))})")
+        params.extend(values)
+    return " AND ".join(clauses), params
+
+
+def _definitions(names: Sequence[str]) -> list[MetricDef]:
+    if isinstance(names, str):
+        names = [names]
+    unknown = [n for n in names if n not in METRICS]
+    if unknown or not names:
+        raise ConfigError(f"unknown metric(s) {', '.join(unknown) or '(none given)'}",
+                          fix=f"use any of {', '.join(METRICS)}")
+    return [METRICS[n] for n in names]
+
+
+def _base_sql(defs: Sequence[MetricDef]) -> str:
+    needed = dict.fromkeys(base for d in defs for base in d.needs)
+    return ", ".join(f"{_BASE[name]} AS \"{name}\"" for name in needed)
+
+
+def _derive(frame: _Frame, defs: Sequence[MetricDef], keys: Sequence[str],
+            span: pd.Series[float]) -> _Frame:
+    out = frame[list(keys)].copy()
+    for d in defs:
+        out[d.name] = d.compute(frame, span).astype("float64" if d.unit != "calls" else "int64",
+                                                    errors="ignore")
+    return out
+
+
+def _data_span(store: EventStore, where: str, params: list[object]) -> float:
+    first, last = store.rows(f"SELECT min(ts), max(ts) FROM events WHERE {where}", params)[0]
+    return 0.0 if first is None else (last - first).total_seconds()
+
+
+def metrics(store: EventStore, names: Sequence[str] = OVERVIEW_METRICS, *,
+            by: Sequence[str] = (), window: Window | str | None = None,
+            since: datetime | None = None, until: datetime | None = None,
+            filters: Filters | None = None, now: datetime | None = None,
+            tz: str = "UTC") -> _Frame:
+    """One row per group of ``by`` (one row in all when ``by`` is empty) with the metrics
+    ``names``, over the calls in ``window`` that match ``filters``; busiest group first."""
+    defs = _definitions(names)
+    span_window = resolve_window(window, since=since, until=until, now=now, tz=tz)
+    where, params = selection(span_window, filters)
+    keys = [(name, dimension_sql(name)) for name in by]
+    select = "".join(f"{sql} AS \"{name}\", " for name, sql in keys)
+    group = f"GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))}" if keys else ""
+    order = "ORDER BY count(*) DESC" if keys else ""
+    frame = store.df(f"SELECT {select}{_base_sql(defs)} FROM events WHERE {where} {group} "
+                     f"{order}", params)
+    if keys and frame.empty:
+        return _derive(frame, defs, by, pd.Series(dtype="float64"))
+    seconds = span_window.seconds
+    if seconds is None:
+        seconds = _data_span(store, where, params)
+    span = pd.Series(float(seconds), index=frame.index)
+    return _derive(frame, defs, by, span).reset_index(drop=True)
+
+
+def trend(store: EventStore, names: Sequence[str] = ("requests", "error_rate"), *,
+          bucket: str = "1h", by: Sequence[str] = (), window: Window | str | None = "24h",
+          since: datetime | None = None, until: datetime | None = None,
+          filters: Filters | None = None, now: datetime | None = None) -> _Frame:
+    """The metrics per time bucket (``"5m"``, ``"1h"``, ``"1d"``; aligned to UTC, weeks to
+    Monday), one row per bucket and group, in time order, in a ``bucket`` column (UTC).
+
+    Buckets without calls inside a bounded window are present with zero counts (their
+    ratios and quantiles are NaN), so a chart of a quiet night is not a straight line."""
+    defs = _definitions(names)
+    step = parse_duration(bucket)
+    span_window = resolve_window(window, since=since, until=until, now=now)
+    where, params = selection(span_window, filters)
+    keys = [(name, dimension_sql(name)) for name in by]
+    select = "".join(f", {sql} AS \"{name}\"" for name, sql in keys)
+    frame = store.df(
+        f"SELECT time_bucket(to_microseconds(?), ts) AS bucket{select}, {_base_sql(defs)} "
+        f"FROM events WHERE {where} GROUP BY ALL ORDER BY 1",
+        [int(step.total_seconds() * 1_000_000), *params])
+    frame = _fill_buckets(frame, span_window, step, list(by), defs)
+    span = pd.Series(step.total_seconds(), index=frame.index)
+    return _derive(frame, defs, ["bucket", *by], span).reset_index(drop=True)
+
+
+def _fill_buckets(frame: _Frame, window: Window, step: Any, by: list[str],
+                  defs: Sequence[MetricDef]) -> _Frame:
+    if window.since is None or window.until is None:
+        return frame
+    origin = pd.Timestamp("2000-01-03", tz="UTC")  # DuckDB's time_bucket origin (a Monday)
+    width = pd.Timedelta(step)
+    first = origin + ((pd.Timestamp(window.since) - origin) // width) * width
+    grid = pd.date_range(first, pd.Timestamp(window.until), freq=width, inclusive="left",
+                         name="bucket")
+    if frame.empty and by:
+        return frame
+    frame["bucket"] = pd.to_datetime(frame["bucket"], utc=True)
+    if by:
+        groups = frame[by].drop_duplicates()
+        full = groups.merge(pd.DataFrame({"bucket": grid}), how="cross")
+    else:
+        full = pd.DataFrame({"bucket": grid})
+    merged = full.merge(frame, on=["bucket", *by], how="left")
+    counts = [c for c in merged.columns if c not in ("bucket", *by, "latency_q", "ttft_q")
+              and not c.endswith("_sum")]  # sums stay NaN: a mean of nothing is unknown
+    merged[counts] = merged[counts].fillna(0)
+    return merged.sort_values(["bucket", *by], kind="stable")
+
+
+def error_breakdown(store: EventStore, *, by: Sequence[str] = (),
+                    window: Window | str | None = "24h", since: datetime | None = None,
+                    until: datetime | None = None, filters: Filters | None = None,
+                    now: datetime | None = None) -> _Frame:
+    """Failed calls per error type (and group of ``by``): ``errors``, ``share`` of the
+    group's errors and ``rate`` over the group's calls; most frequent first."""
+    span_window = resolve_window(window, since=since, until=until, now=now)
+    where, params = selection(span_window, filters)
+    keys = [(name, dimension_sql(name)) for name in by]
+    outer = "".join(f"{sql} AS \"{name}\", " for name, sql in keys)
+    partition = ("PARTITION BY " + ", ".join(f'"{name}"' for name, _ in keys)) if keys else ""
+    return store.df(f"""
+        WITH grouped AS (
+            SELECT {outer} coalesce(error_type, '(none)') AS error_type,
+                   count(*) FILTER (WHERE status = 'error') AS errors, count(*) AS calls
+            FROM events WHERE {where} GROUP BY ALL)
+        SELECT * EXCLUDE (calls),
+               errors / sum(errors) OVER ({partition}) AS share,
+               errors / sum(calls) OVER ({partition}) AS rate
+        FROM grouped QUALIFY errors > 0 ORDER BY errors DESC""", params).reset_index(drop=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    """What the overview dashboard shows, computed in one scan (plus one for errors)."""
+
+    window: Window
+    totals: _Frame
+    by_model: _Frame
+    by_provider: _Frame
+    by_agent: _Frame
+    trend: _Frame
+    errors: _Frame
+
+
+def overview(store: EventStore, *, window: Window | str | None = "24h",
+             since: datetime | None = None, until: datetime | None = None,
+             filters: Filters | None = None, bucket: str | None = None,
+             names: Sequence[str] = OVERVIEW_METRICS, now: datetime | None = None) -> Overview:
+    """The overview metric set: totals, per model, provider and agent, a trend (bucket chosen
+    from the window's length unless given) and error types, from one grouping-sets scan."""
+    defs = _definitions(names)
+    span_window = resolve_window(window, since=since, until=until, now=now)
+    where, params = selection(span_window, filters)
+    seconds = span_window.seconds
+    if seconds is None:
+        seconds = _data_span(store, where, params)
+    step = parse_duration(bucket) if bucket else _auto_bucket(seconds)
+    micros = int(step.total_seconds() * 1_000_000)
+    dims = {"model": dimension_sql("model"), "provider": "provider", "agent": "agent"}
+    frame = store.df(f"""
+        SELECT GROUPING(model, provider, agent, bucket) AS _set, model, provider, agent,
+               bucket, {_base_sql(defs)}
+        FROM (SELECT *, {dims['model']} AS model,
+                     time_bucket(to_microseconds(?), ts) AS bucket
+              FROM events WHERE {where})
+        GROUP BY GROUPING SETS ((), (model), (provider), (agent), (bucket))""",
+        [micros, *params])
+    part = _grouping_parts(frame, defs, float(seconds))
+    bucket_window = span_window if span_window.seconds is not None else Window(None, None)
+    buckets = _fill_buckets(part["bucket"], bucket_window, step, [], defs)
+    trend_frame = _derive(buckets, defs, ["bucket"],
+                          pd.Series(step.total_seconds(), index=buckets.index))
+    return Overview(span_window, part["totals"], part["model"], part["provider"],
+                    part["agent"], trend_frame.reset_index(drop=True),
+                    error_breakdown(store, window=span_window, filters=filters))
+
+
+def _grouping_parts(frame: _Frame, defs: Sequence[MetricDef],
+                    seconds: float) -> dict[str, _Frame]:
+    # GROUPING() sets a bit per column left out of the set: model=8, provider=4, agent=2,
+    # bucket=1, so a set's code says which one column it groups by.
+    codes = {"totals": 15, "model": 7, "provider": 11, "agent": 13, "bucket": 14}
+    parts: dict[str, _Frame] = {}
+    for name, code in codes.items():
+        rows = frame[frame["_set"] == code].drop(
+            columns=["_set", *(c for c in ("model", "provider", "agent", "bucket") if c != name)])
+        if name == "bucket":
+            parts[name] = rows.assign(bucket=pd.to_datetime(rows["bucket"], utc=True)) \
+                .sort_values("bucket")
+            continue
+        keys = [] if name == "totals" else [name]
+        rows = rows.sort_values("requests", ascending=False) if "requests" in rows else rows
+        span = pd.Series(seconds, index=rows.index)
+        parts[name] = _derive(rows, defs, keys, span).reset_index(drop=True)
+    return parts
+
+
+def _auto_bucket(seconds: float) -> Any:
+    """About 24 to 100 points for a chart: 5 minutes up to 6 hours, hours up to 4 days, days."""
+    if seconds <= 6 * 3600:
+        return parse_duration("5m")
+    if seconds <= 4 * 86_400:
+        return parse_duration("1h")
+    return parse_duration("1d")
