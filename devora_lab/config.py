@@ -38,7 +38,9 @@ __all__ = [
 DEFAULT_WORKSPACE: Final = "devora-workspace"
 CONFIG_FILE_NAME: Final = "devora.toml"
 _ENV_PREFIX: Final = "DEVORA_"
-_PLAIN_ENV: Final = frozenset({"DEVORA_WORKSPACE", "DEVORA_CONFIG"})
+# Variables of ours that are not settings (a typo of a setting is still reported).
+_PLAIN_ENV: Final = frozenset({"DEVORA_WORKSPACE", "DEVORA_CONFIG", "DEVORA_NOTEBOOKS",
+                               "DEVORA_ALERT_WEBHOOK", "DEVORA_SCREENSHOT_DIR"})
 _SECRET_WORDS: Final = ("api_key", "apikey", "secret", "token", "password")
 _DEFAULT_KEY_ENV: Final = {
     "openai": "OPENAI_API_KEY",

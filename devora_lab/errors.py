@@ -8,13 +8,15 @@ Each error says what was wrong and, in ``fix``, what to do about it; both appear
     DevoraError
     ├── ConfigError                 a setting is unknown, mistyped or out of range
     │   ├── SecretInConfigError     an API key was put in a file instead of the environment
-    │   └── PriceBookError          a price book file is unreadable or malformed
+    │   ├── PriceBookError          a price book file is unreadable or malformed
+    │   └── AlertRuleError          an alert rule or sink is malformed
     ├── WorkspaceError              the workspace folder cannot be created, read or written
     ├── EventLogError               the event log cannot be written or read
     │   ├── EventSchemaError        an event or a row does not fit the schema
     │   └── QueryError              a query over the event log failed
     ├── TraceImportError            an external trace file cannot be imported
     ├── ExportError                 events cannot be exported to the requested format
+    ├── ReportError                 a report notebook failed to run (cell, error, kept output)
     ├── ModelRoutingError           no provider is configured for a model
     ├── CacheUnavailableError       the cache store cannot be reached to delete or clear
     ├── ProviderError               a provider failed to answer (status, retryable, retry_after)
@@ -38,9 +40,11 @@ Warnings (never exceptions, so that a reader keeps going):
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "AlertRuleError",
     "AllModelsFailedError",
     "BudgetExceededError",
     "AuthenticationError",
@@ -63,6 +67,7 @@ __all__ = [
     "ProviderTimeoutError",
     "QueryError",
     "RateLimitError",
+    "ReportError",
     "SecretInConfigError",
     "StreamInterruptedError",
     "TraceImportError",
@@ -99,6 +104,10 @@ class PriceBookError(ConfigError):
     """A price book (ours, an override, or LiteLLM's map) is unreadable or malformed."""
 
 
+class AlertRuleError(ConfigError):
+    """An alert rule or notification sink is malformed (names the rule and the field)."""
+
+
 class WorkspaceError(DevoraError):
     """The workspace folder cannot be created, read or written."""
 
@@ -121,6 +130,27 @@ class TraceImportError(DevoraError):
 
 class ExportError(DevoraError):
     """Events cannot be exported in the requested format or place."""
+
+
+class ReportError(DevoraError):
+    """A report notebook could not be found, run or exported.
+
+    When a cell failed, ``cell_index`` (0-based, in the source notebook), ``ename`` and
+    ``evalue`` say which and why, and ``notebook``/``html`` point at the executed notebook
+    kept as the failure report, so the traceback can be read where it happened.
+    """
+
+    def __init__(self, message: str, *, report: str | None = None, cell_index: int | None = None,
+                 ename: str | None = None, evalue: str | None = None,
+                 notebook: Path | None = None, html: Path | None = None,
+                 fix: str | None = None) -> None:
+        self.report = report
+        self.cell_index = cell_index
+        self.ename = ename
+        self.evalue = evalue
+        self.notebook = notebook
+        self.html = html
+        super().__init__(message, fix=fix)
 
 
 class CacheUnavailableError(DevoraError):

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from devora_lab.experiments.assignment import Assigner
     from devora_lab.experiments.registry import ExperimentRegistry
     from devora_lab.llm.client import AsyncClient, Client
+    from devora_lab.monitoring.health import HealthReport
     from devora_lab.prompts import PromptRegistry
     from devora_lab.rag.retriever import Retriever
 
@@ -139,6 +140,14 @@ class Lab:
         from devora_lab.costs.workbench import Costs
 
         return Costs(self.workspace)
+
+    def health(self, probe_providers: bool = False) -> HealthReport:
+        """Check every component of the workspace (``devora-lab health`` runs the same):
+        each result says what is wrong and how to fix it; ``probe_providers`` also sends one
+        GET to each provider's models endpoint."""
+        from devora_lab.monitoring.health import check_health
+
+        return check_health(self.workspace, probe_providers=probe_providers)
 
     def agent_stats(self, agent: str | None = None) -> pd.DataFrame:
         """Per agent: calls, errors, tokens, cost, latency p50/p95/p99 and cache hit rate."""

@@ -45,8 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
         events,
         experiments,
         forecast,
+        health,
+        monitoring,
         prompts,
         rag,
+        report,
+        serve_metrics,
         sim,
     )
 
@@ -68,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     budgets.register(commands, common)
     forecast.register(commands, common)
     experiments.register(commands, common)
+    monitoring.register(commands, common)
+    serve_metrics.register(commands, common)
+    report.register(commands, common)
+    health.register(commands, common)
     config = commands.add_parser("config", parents=[common], help="show the effective settings")
     config.set_defaults(handler=_show_config)
     return parser

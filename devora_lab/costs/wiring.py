@@ -3,10 +3,11 @@ event-log query that tells a fresh process what a period has already spent."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
-from devora_lab.costs.budgets import Budget, BudgetGuard, SpentLookup
+from devora_lab.costs.budgets import Budget, BudgetAlert, BudgetGuard, SpentLookup
 from devora_lab.costs.registry import BudgetRegistry
 
 if TYPE_CHECKING:
@@ -71,4 +72,13 @@ def budget_guard(workspace: Workspace, event_log: EventLog | None) -> BudgetGuar
     if not budgets:
         return None
     lookup = spent_in_log(event_log) if event_log is not None else None
-    return BudgetGuard(budgets, _ledger(workspace), event_log=event_log, spent_lookup=lookup)
+    return BudgetGuard(budgets, _ledger(workspace), event_log=event_log, spent_lookup=lookup,
+                       on_alert=_alert_sinks(workspace))
+
+
+def _alert_sinks(workspace: Workspace) -> Callable[[BudgetAlert], None] | None:
+    """Budget thresholds go to the sinks of the workspace's alerts file, when it has any."""
+    from devora_lab.monitoring.wiring import alert_config, dispatcher_for
+
+    config = alert_config(workspace)
+    return dispatcher_for(config) if config.sinks else None

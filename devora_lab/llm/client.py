@@ -10,7 +10,15 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import TYPE_CHECKING, Any, Self
 
 import httpx
@@ -27,7 +35,7 @@ from devora_lab.llm.types import Chunk, Completion, CostEstimate, MessageLike
 if TYPE_CHECKING:
     from devora_lab.cache import ResponseCache
     from devora_lab.cache.entry import CacheEntry
-    from devora_lab.events import EventLog
+    from devora_lab.events import Event, EventLog
     from devora_lab.llm.pricing import PriceBook
 
 __all__ = ["AsyncClient", "AsyncStream", "Client", "Stream"]
@@ -54,6 +62,7 @@ class _Base:
         timeout: float | httpx.Timeout | None = None,
         cache: ResponseCache | None = None,
         budget: BudgetHook | None = None,
+        observers: Sequence[Callable[[Event], None]] = (),
     ) -> None:
         from devora_lab.llm.pricing import PriceBook
 
@@ -69,6 +78,7 @@ class _Base:
             tags=tags if tags is not None else Tags(),
             cache=cache,
             budget=budget,
+            observers=tuple(observers),
         )
         if timeout is None:
             self.timeout = _DEFAULT_TIMEOUT

@@ -105,6 +105,7 @@ class CallSettings:
     clock: Callable[[], float] = time.perf_counter
     rng: random.Random = field(default_factory=random.Random)
     warned_unpriced: set[str] = field(default_factory=set)  # warn once per model per client
+    observers: tuple[Callable[[Event], None], ...] = ()  # told of every event after the log
 
 
 class CallDriver:
@@ -538,8 +539,16 @@ class CallDriver:
         return None, "unpriced"
 
     def _write(self, event: Event) -> None:
+        """Log the event, then tell each observer; an observer that fails is logged and
+        skipped, since metrics or hooks must never break the call they watch."""
         if self.settings.event_log is not None:
             self.settings.event_log.write(event)
+        for observer in self.settings.observers:
+            try:
+                observer(event)
+            except Exception:  # an observer's bug must not fail the call it watches
+                log.warning("event observer %r failed on a %s event", observer, event.kind,
+                            exc_info=True)
 
 
 def _put_usage(event: Event, usage: Usage) -> None:

@@ -21,7 +21,7 @@ Definitions worth knowing (the rest say what they are):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -171,12 +171,12 @@ def resolve_window(window: Window | str | None, *, since: datetime | None = None
                    until: datetime | None = None, now: datetime | None = None,
                    tz: str = "UTC") -> Window:
     """A ``Window`` from a name (``"24h"``, ``"this_week"``), a Window, or since/until."""
+    if window is not None and (since is not None or until is not None):
+        raise ConfigError("give either a window or since/until, not both",
+                          fix="drop the window, or since and until")
     if isinstance(window, Window):
         return window
     if window is not None:
-        if since is not None or until is not None:
-            raise ConfigError("give either a window or since/until, not both",
-                              fix="drop the window, or since and until")
         return parse_window(window, now=now, tz=tz)
     return Window(since, until)
 
@@ -194,7 +194,8 @@ def selection(window: Window, filters: Filters | None = None,
         clauses.append("ts < ?")
         params.append(window.until)
     for name, value in (filters or {}).items():
-        values = [value] if isinstance(value, str) else list(value)
+        values = list(value) if isinstance(value, Iterable) and not isinstance(value, str) \
+            else [value]
         if not values or not all(isinstance(v, str) for v in values):
             raise ConfigError(f"filter {name}={value!r} needs one or more strings",
                               fix=f"filter like {{'{name}': 'value'}} or a list of values")

@@ -25,9 +25,10 @@ from devora_lab.errors import ConfigError
 __all__ = ["CALENDAR_WINDOWS", "Window", "parse_duration", "parse_window"]
 
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
-_DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_DURATION: Final = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([smhdw])\s*$")
 CALENDAR_WINDOWS: Final = ("today", "yesterday", "this_week", "last_week", "this_month",
                            "last_month", "all")
+_RESOLUTION: Final = timedelta(microseconds=1)
 _FIX: Final = ("use a span such as 15m, 6h, 7d or 2w, or one of " + ", ".join(CALENDAR_WINDOWS))
 
 
@@ -55,10 +56,14 @@ class Window:
 def parse_duration(text: str) -> timedelta:
     """``"15m"`` → 15 minutes. Units: s, m, h, d, w; the number must be positive."""
     match = _DURATION.match(text) if isinstance(text, str) else None
-    if match is None or float(match.group(1)) <= 0:
+    try:
+        span = timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)]) if match else None
+    except OverflowError:  # more than timedelta holds (about 2.7 million years)
+        span = None
+    if span is None or span < _RESOLUTION:  # zero, or rounded to zero microseconds
         raise ConfigError(f"not a duration: {text!r}",
                           fix="write a positive number and a unit: 30s, 15m, 6h, 7d or 2w")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    return span
 
 
 def parse_window(text: str, *, now: datetime | None = None, tz: str = "UTC") -> Window:
@@ -70,13 +75,20 @@ def parse_window(text: str, *, now: datetime | None = None, tz: str = "UTC") -> 
     name = text.strip().lower() if isinstance(text, str) else ""
     if name == "all":
         return Window(None, None, "all")
-    if name in CALENDAR_WINDOWS:
-        return _calendar(name, end, _zone(tz))
     try:
-        span = parse_duration(name)
+        if name in CALENDAR_WINDOWS:
+            return _calendar(name, end, _zone(tz))
+        return Window(end - _span(text, name), end, name)
+    except OverflowError:  # the window would start before the year 1
+        raise ConfigError(f"window {text!r} reaches before the year 1",
+                          fix="use a later `now` or a shorter window") from None
+
+
+def _span(text: str, name: str) -> timedelta:
+    try:
+        return parse_duration(name)
     except ConfigError:
         raise ConfigError(f"unknown window {text!r}", fix=_FIX) from None
-    return Window(end - span, end, name)
 
 
 def _calendar(name: str, now: datetime, zone: ZoneInfo) -> Window:
@@ -114,6 +126,6 @@ def _aware(moment: datetime) -> datetime:
 def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder, a name too long
         raise ConfigError(f"unknown time zone {name!r}",
                           fix="use an IANA name such as UTC or Europe/Berlin") from None

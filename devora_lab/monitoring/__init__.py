@@ -1,0 +1,1 @@
+"""Monitoring: alerts, health checks, metrics export."""

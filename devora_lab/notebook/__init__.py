@@ -1,0 +1,1 @@
+"""Helpers the workbench notebooks use: widgets, altair charts, and the report runner."""
