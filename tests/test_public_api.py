@@ -54,3 +54,21 @@ def test_readme_documents_every_schema_column() -> None:
     for column in COLUMNS:
         row = f"| `{column.name}` | {column.duckdb_type} |"
         assert row in text, f"README schema table lacks {column.name}"
+
+
+def test_monitoring_exports_resolve_lazily() -> None:
+    code = ("import sys, devora_lab.monitoring as m; "
+            "before = {'scipy', 'prometheus_client'} & set(sys.modules); "
+            "missing = [n for n in m.__all__ if getattr(m, n, None) is None]; "
+            "print(sorted(before), missing, dir(m) == sorted(m.__all__))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[] [] True"
+
+
+def test_readme_lists_every_metric() -> None:
+    from devora_lab.monitoring.metrics import METRICS
+
+    text = README.read_text()
+    missing = [name for name in METRICS if f"`{name}`" not in text]
+    assert not missing, f"README's metric table lacks {missing}"
