@@ -20,7 +20,7 @@ demo: setup
 test: setup lint typecheck unit
 
 lint: setup
-	$(BIN)/ruff check devora_lab tests benchmarks scripts
+	$(BIN)/ruff check devora_lab tests benchmarks scripts examples
 
 typecheck: setup
 	$(BIN)/mypy
