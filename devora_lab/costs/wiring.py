@@ -3,6 +3,7 @@ event-log query that tells a fresh process what a period has already spent."""
 
 from __future__ import annotations
 
+import atexit
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Final
@@ -81,4 +82,9 @@ def _alert_sinks(workspace: Workspace) -> Callable[[BudgetAlert], None] | None:
     from devora_lab.monitoring.wiring import alert_config, dispatcher_for
 
     config = alert_config(workspace)
-    return dispatcher_for(config) if config.sinks else None
+    if not config.sinks:
+        return None
+    dispatcher = dispatcher_for(config)
+    # A budget alert raised just before the agent exits is still delivered (up to 5 s).
+    atexit.register(dispatcher.flush, 5.0)
+    return dispatcher

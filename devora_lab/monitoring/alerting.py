@@ -101,12 +101,18 @@ def _values(store: Any, rule: AnyRule, window: Window) -> dict[str | None, tuple
         return {None: (None, 0)}
     out: dict[str | None, tuple[float | None, int]] = {}
     for row in frame.to_dict("records"):
-        group = None if not by else str(row[rule.by])
+        group = None if not by else _group_label(row[rule.by])
         value = row[rule.metric]
         number = None if value is None or (isinstance(value, float) and math.isnan(value)) \
             else float(value)
         out[group] = (number, int(row["requests"]))
     return out
+
+
+def _group_label(value: object) -> str:
+    """A group's name; calls without a value (no agent, say) are the group ``(none)``."""
+    missing = value is None or (isinstance(value, float) and math.isnan(value))
+    return "(none)" if missing else str(value)
 
 
 def _threshold_verdict(rule: ThresholdRule, group: str | None, value: float | None,

@@ -105,6 +105,9 @@ class _RuleBase(_Strict):
         if unknown:
             raise ValueError(f"unknown filter dimension(s) {', '.join(unknown)}; "
                              f"use any of {', '.join(DIMENSIONS)}")
+        empty = [name for name, wanted in value.items() if wanted == []]
+        if empty:
+            raise ValueError(f"filter {empty[0]} lists no values; give one or more")
         return value
 
 
