@@ -1,76 +1,72 @@
-"""``devora-lab demo``: a realistic workload into a fresh workspace, then a summary.
+"""``devora-lab demo``: weeks of history, a live team of agents, alerts and reports.
 
-The workload (three agents, ~25 users, two weeks, faults, cache, an experiment) is shaped
-after public production traces; see ``devora_lab.sim.workload``.
+See ``devora_lab.demo.run_demo`` for what each phase does.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from devora_lab.cli.context import console, open_workspace
-from devora_lab.errors import WorkspaceError
-from devora_lab.workspace import Workspace
 
 __all__ = ["register"]
-
-_MARKER = ".devora-demo"
 
 
 def register(commands: Any, common: argparse.ArgumentParser) -> None:
     demo = commands.add_parser(
-        "demo", parents=[common], help="generate a realistic workload into a fresh workspace"
-    )
-    demo.add_argument("--days", type=int, default=14, help="days of history (default 14)")
-    demo.add_argument(
-        "--calls-per-day", type=int, default=3000, help="average LLM calls per day (default 3000)"
-    )
-    demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+        "demo", parents=[common],
+        help="build a demo workspace: history, live agents on the simulator, reports")
+    demo.add_argument("--days", type=_at_least(1), default=14,
+                      help="days of history (default 14)")
+    demo.add_argument("--calls-per-day", type=_at_least(0), default=3000,
+                      help="average LLM calls per day (default 3000)")
+    demo.add_argument("--live-tasks", type=_at_least(0), default=400,
+                      help="agent tasks sent live through the client (default 400)")
+    demo.add_argument("--seed", type=_at_least(0), default=7, help="random seed (default 7)")
+    demo.add_argument("--no-reports", action="store_true",
+                      help="skip running the notebooks into HTML reports")
     demo.set_defaults(handler=_demo)
 
 
-def _reset(workspace: Workspace) -> None:
-    """Empty the event log if it holds only an earlier demo's events; refuse otherwise."""
-    events = workspace.events_dir
-    if not events.exists() or not any(events.iterdir()):
-        return
-    if not (workspace.root / _MARKER).exists():
-        raise WorkspaceError(
-            f"{workspace.root} already holds events that the demo did not write",
-            fix="run the demo in another folder: devora-lab demo --workspace /tmp/devora-demo",
-        )
-    shutil.rmtree(events)
+def _at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, not {value}")
+        return value
+
+    return parse
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from devora_lab.cli.events import render_summary
-    from devora_lab.events.summary import summarize
-    from devora_lab.sim.workload import generate_workload
+    from devora_lab.demo import repo_root, run_demo
 
     workspace = open_workspace(args, create=False)
-    _reset(workspace)
-    workspace.ensure()
-    (workspace.root / _MARKER).write_text("written by devora-lab demo\n")
     out = console()
-    out.print(
-        f"[bold]devora-lab demo[/bold]: {args.days} days of a three-agent team "
-        f"into {workspace.root}"
-    )
-    log = workspace.event_log()
-    generate_workload(
-        log, days=args.days, calls_per_day=args.calls_per_day, seed=args.seed, progress=True
-    )
-    log.close()
-    report = log.compact()
-    with log.store() as store:
-        render_summary(summarize(store), title=f"Event log at {workspace.events_dir}")
-    out.print(
-        f"\n{report.files_after} Parquet files, partitioned by day, readable by any Parquet "
-        "reader, e.g.:\n"
-        f"  python -c \"import pyarrow.dataset as ds; print(ds.dataset('{workspace.events_dir}', "
-        "format='parquet', partitioning='hive').count_rows())\"\n"
-        f"Next: devora-lab --workspace {workspace.root} events tail"
-    )
+    out.print(f"[bold]devora-lab demo[/bold]: {args.days} days of a three-agent team, then "
+              f"{args.live_tasks} live tasks, into {workspace.root}")
+    result = run_demo(workspace, days=args.days, calls_per_day=args.calls_per_day,
+                      live_tasks=args.live_tasks, seed=args.seed,
+                      reports=None if args.no_reports else ("all",),
+                      progress=True)
+    for line in result.lines():
+        out.print(line, markup=False, highlight=False)
+    for report in result.reports:
+        out.print(f"report {report.report.name}: {report.html.resolve().as_uri()}",
+                  markup=False, highlight=False)
+    root = repo_root()
+    here = root is not None and Path.cwd().resolve() == root
+    jupyter = ".venv/bin/jupyter" if here else str(Path(sys.executable).parent / "jupyter")
+    notebooks = "notebooks/" if here or root is None else str(root / "notebooks")
+    out.print("\nExplore it interactively:\n"
+              f"  DEVORA_WORKSPACE={result.workspace} {jupyter} lab {notebooks}\n"
+              f"or: devora-lab --workspace {result.workspace} events tail",
+              markup=False, highlight=False)
     return 0
