@@ -9,6 +9,7 @@ Nothing is global: two labs in one process are independent.
 from __future__ import annotations
 
 import os
+import threading
 from typing import TYPE_CHECKING, Any
 
 from devora_lab.workspace import Workspace
@@ -64,74 +65,84 @@ class Lab:
         self._assigner: Assigner | None = None
         self._client_options = client_options
         self._shared_options: dict[str, Any] | None = None
+        # Agents on many threads share one lab: each part is built once, under this lock.
+        self._lock = threading.RLock()
 
     @property
     def event_log(self) -> EventLog:
-        if self._event_log is None:
-            self._event_log = self.workspace.event_log()
+        with self._lock:
+            if self._event_log is None:
+                self._event_log = self.workspace.event_log()
         return self._event_log
 
     def _options(self) -> dict[str, Any]:
         """Built once and shared by both clients: one log, and one budget guard, so the
         sync and async clients of a lab count against the same budget totals."""
-        if self._shared_options is None:
-            self._shared_options = self.workspace.client_options(self.event_log)
+        with self._lock:
+            if self._shared_options is None:
+                self._shared_options = self.workspace.client_options(self.event_log)
         return {**self._shared_options, **self._client_options}
 
     @property
     def client(self) -> Client:
-        if self._client is None:
-            from devora_lab.llm.client import Client
+        with self._lock:
+            if self._client is None:
+                from devora_lab.llm.client import Client
 
-            self._client = Client(**self._options())
+                self._client = Client(**self._options())
         return self._client
 
     @property
     def async_client(self) -> AsyncClient:
-        if self._async_client is None:
-            from devora_lab.llm.client import AsyncClient
+        with self._lock:
+            if self._async_client is None:
+                from devora_lab.llm.client import AsyncClient
 
-            self._async_client = AsyncClient(**self._options())
+                self._async_client = AsyncClient(**self._options())
         return self._async_client
 
     @property
     def prompts(self) -> PromptRegistry:
-        if self._prompts is None:
-            from devora_lab.prompts import PromptRegistry
+        with self._lock:
+            if self._prompts is None:
+                from devora_lab.prompts import PromptRegistry
 
-            self._prompts = PromptRegistry.for_workspace(self.workspace)
+                self._prompts = PromptRegistry.for_workspace(self.workspace)
         return self._prompts
 
     @property
     def retriever(self) -> Retriever:
         """Retrieval over the workspace's document index (``devora-lab rag index`` fills it)."""
-        if self._retriever is None:
-            from devora_lab.rag.retriever import Retriever
+        with self._lock:
+            if self._retriever is None:
+                from devora_lab.rag.retriever import Retriever
 
-            self._retriever = Retriever(
-                self.workspace.chunk_store(), self.workspace.embeddings(self.event_log),
-                event_log=self.event_log)
+                self._retriever = Retriever(
+                    self.workspace.chunk_store(), self.workspace.embeddings(self.event_log),
+                    event_log=self.event_log)
         return self._retriever
 
     @property
     def experiments(self) -> ExperimentRegistry:
         """The workspace's experiments (``devora-lab experiments`` edits the same files)."""
-        if self._experiments is None:
-            from devora_lab.experiments.registry import ExperimentRegistry
+        with self._lock:
+            if self._experiments is None:
+                from devora_lab.experiments.registry import ExperimentRegistry
 
-            self._experiments = ExperimentRegistry(self.workspace.experiments_dir)
+                self._experiments = ExperimentRegistry(self.workspace.experiments_dir)
         return self._experiments
 
     @property
     def assigner(self) -> Assigner:
         """Sticky variant assignment, shared by every process of the workspace, logging
         each unit's first exposure."""
-        if self._assigner is None:
-            from devora_lab.experiments.assignment import Assigner, AssignmentStore
+        with self._lock:
+            if self._assigner is None:
+                from devora_lab.experiments.assignment import Assigner, AssignmentStore
 
-            self._assigner = Assigner(self.experiments,
-                                      AssignmentStore(self.workspace.experiments_dir),
-                                      event_log=self.event_log)
+                self._assigner = Assigner(self.experiments,
+                                          AssignmentStore(self.workspace.experiments_dir),
+                                          event_log=self.event_log)
         return self._assigner
 
     @property

@@ -139,3 +139,25 @@ def test_agent_retrieves_cited_context_within_budget(lab: Lab, tmp_path: Path) -
     with lab.event_log.store() as store:
         rows = store.rows("SELECT agent, item_count FROM events WHERE kind = 'retrieval'")
     assert len(rows) == 2 and all(agent == "architect" and n >= 1 for agent, n in rows)
+
+
+def test_lab_builds_each_part_once_across_threads(tmp_path: Path) -> None:
+    import threading
+
+    from devora_lab import Lab
+
+    lab = Lab(tmp_path / "ws")
+    seen: list[object] = []
+    start = threading.Barrier(8)
+
+    def grab() -> None:
+        start.wait()
+        seen.append(lab.client)
+
+    threads = [threading.Thread(target=grab) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({id(client) for client in seen}) == 1
+    lab.close()
