@@ -35,7 +35,7 @@ from devora_lab.monitoring.metrics import (
     selection,
     trend,
 )
-from devora_lab.monitoring.windows import Window
+from devora_lab.monitoring.windows import Window, parse_duration
 
 if TYPE_CHECKING:
     from conftest import MakeLLMCall
@@ -512,3 +512,20 @@ def test_latency_quantiles_match_numpy_linear(tmp_path: Path, latencies: list[fl
                 **{f"latency_p{q}_ms": np.quantile(values, q / 100) for q in (50, 95, 99)}}
     for name, value in expected.items():
         assert float(row[name]) == pytest.approx(float(value), rel=1e-9, abs=1e-9), name
+
+
+@pytest.mark.parametrize("bucket", ["1s", "7m", "1h", "1.5h", "1d", "1w"])
+def test_buckets_align_as_duckdb_time_bucket(tmp_path: Path, bucket: str) -> None:
+    """Buckets are computed with integer arithmetic; before 2000 (the origin) and before
+    1970 (negative epoch) too, they must start where DuckDB's time_bucket starts them."""
+    moments = [datetime(1969, 7, 20, 20, 17, 40, 123456, tzinfo=timezone.utc),
+               datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc),
+               datetime(2000, 1, 3, tzinfo=timezone.utc), T0 + 7 * MINUTE]
+    events = [Event(kind=EventKind.LLM_CALL, ts=moment, latency_ms=1.0) for moment in moments]
+    with _open(tmp_path / "events", events).store() as log:
+        ours = list(trend(log, ["requests"], bucket=bucket, window=None)["bucket"])
+        step = parse_duration(bucket)
+        theirs = [row[0] for row in log.rows(
+            "SELECT DISTINCT time_bucket(to_microseconds(?), ts) FROM events ORDER BY 1",
+            [int(step.total_seconds() * 1_000_000)])]
+    assert [pd.Timestamp(b) for b in ours] == [pd.Timestamp(b) for b in theirs]
