@@ -37,14 +37,19 @@ def shoot_reports(workspace: Path, out: Path) -> list[Path]:
     with sync_playwright() as play:
         browser = play.chromium.launch(executable_path="/usr/bin/chromium",
                                        args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
         page.route("**/*", only_files)
         for name in REPORTS:
             html = workspace / "reports" / f"{name}.html"
             if not html.exists():
                 print(f"skipped {name}: {html} does not exist (run make demo first)")
                 continue
-            page.goto(html.as_uri())
+            page.goto(html.resolve().as_uri())
+            # the first chart at the top of the picture: a report opens with prose and code
+            chart = page.locator("svg").first
+            if chart.count():
+                chart.evaluate("node => node.scrollIntoView({block: 'start'})")
+                page.mouse.wheel(0, -80)
             page.wait_for_timeout(500)
             target = out / f"report_{name}.png"
             page.screenshot(path=str(target), full_page=False)
