@@ -248,6 +248,7 @@ def test_retrieval_trend_over_the_log(workspace: Workspace) -> None:
     scope = open_scope(workspace, "all")
     with scope.store() as store:
         trend = rag.retrieval_trend(store, scope)
-    assert trend["retrievals"].sum() == 75
+        logged = store.count("retrieval")  # the history's size depends on the hour it ends
+    assert logged > 0 and trend["retrievals"].sum() == logged
     assert str(trend["bucket"].dt.tz) == "UTC"
     assert spec(rag.retrieval_chart(trend))["facet"]["row"]["field"] == "measure"
