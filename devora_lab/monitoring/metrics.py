@@ -16,7 +16,9 @@ Definitions worth knowing (the rest say what they are):
   bypassed the cache (not cacheable, or no cache configured) are not lookups.
 - ``requests_per_s`` and ``tokens_per_s``: over the window's length (a bucket's, in a
   trend); for an unbounded window, over the span from the first to the last call selected.
-- latency and time-to-first-token quantiles are exact (``quantile_cont``).
+- latency and time-to-first-token quantiles are exact (``quantile_cont``) in ``metrics`` and
+  ``trend``; in ``overview`` they are within ±0.5 % relative of the exact value (a
+  log-bucketed histogram, ``devora_lab.monitoring.sketch``) unless ``exact_quantiles=True``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import pandas as pd
 
 from devora_lab.errors import ConfigError
 from devora_lab.events.dimensions import dimension_sql
+from devora_lab.monitoring import sketch
 from devora_lab.monitoring.windows import Window, parse_duration, parse_window
 
 if TYPE_CHECKING:
@@ -361,9 +364,16 @@ class Overview:
 def overview(store: EventStore, *, window: Window | str | None = "24h",
              since: datetime | None = None, until: datetime | None = None,
              filters: Filters | None = None, bucket: str | None = None,
-             names: Sequence[str] = OVERVIEW_METRICS, now: datetime | None = None) -> Overview:
+             names: Sequence[str] = OVERVIEW_METRICS, now: datetime | None = None,
+             exact_quantiles: bool = False) -> Overview:
     """The overview metric set: totals, per model, provider and agent, a trend (bucket chosen
-    from the window's length unless given) and error types (see ``_overview_parts``)."""
+    from the window's length unless given) and error types (see ``_overview_parts``).
+
+    The latency and time-to-first-token quantiles (p50, p95, p99) are within ±0.5 % relative
+    of the exact ones (``sketch.ALPHA``; counted in log-spaced bins in the same scan as the
+    sums, see ``devora_lab.monitoring.sketch`` for the bound); ``exact_quantiles=True``
+    computes them exactly (``quantile_cont``, as ``metrics`` and ``trend`` do), at about
+    three times the cost. Every other number is exact either way."""
     defs = _definitions(names)
     span_window = resolve_window(window, since=since, until=until, now=now)
     where, params = selection(span_window, filters)
@@ -371,7 +381,8 @@ def overview(store: EventStore, *, window: Window | str | None = "24h",
     if seconds is None:
         seconds = _data_span(store, where, params)
     step = parse_duration(bucket) if bucket else _auto_bucket(seconds)
-    part = _overview_parts(store, defs, where, [*_bucket_params(step), *params])
+    part = _overview_parts(store, defs, where, [*_bucket_params(step), *params],
+                           exact_quantiles=exact_quantiles)
     derived = {name: _derive(part[name], defs, [] if name == "totals" else [name],
                              pd.Series(float(seconds), index=part[name].index))
                .reset_index(drop=True) for name in ("totals", "model", "provider", "agent")}
@@ -390,27 +401,52 @@ _PARTS: Final = ("model", "provider", "agent", "bucket")
 _SET_CODES: Final = {"totals": 15, "model": 7, "provider": 11, "agent": 13, "bucket": 14}
 
 
+#: The column each holistic base aggregate takes its quantiles of, and which quantiles.
+_QUANTILES: Final = {"latency_q": "latency_ms", "ttft_q": "ttft_ms"}
+_QS: Final = (0.5, 0.95, 0.99)
+
+
 def _overview_parts(store: EventStore, defs: Sequence[MetricDef], where: str,
-                    params: list[object]) -> dict[str, _Frame]:
+                    params: list[object], *, exact_quantiles: bool = False
+                    ) -> dict[str, _Frame]:
     """The base aggregates in total and per model, provider, agent and bucket, in one scan.
 
     Sums and counts are taken per (model, provider, agent, bucket), a few thousand rows,
-    and added up here for each part; the exact quantiles, which cannot be added up, come
-    from a grouping-sets aggregation that computes nothing else, over the same scan. (One
-    grouping-sets aggregation of everything cost about 1.6 times as much CPU: DuckDB
-    evaluates every aggregate once per set.) Parts are sorted busiest first, buckets in
-    time order."""
+    and added up here for each part. The quantiles, which cannot be added up, are by
+    default read from counts of log-spaced bins (``sketch``): ``count(*)`` per (fine group,
+    bin) over the same scan, the fine group as a 64-bit ``hash`` of its four keys (integer
+    keys hash several times faster than strings), added up here per part; within
+    ``sketch.ALPHA`` relative. Should two fine groups share a hash, the exact path runs
+    instead. With ``exact_quantiles`` they come from a grouping-sets aggregation of
+    ``quantile_cont`` that computes nothing else. (One grouping-sets aggregation of
+    everything cost about 1.6 times as much CPU: DuckDB evaluates every aggregate once per
+    set.) Parts are sorted busiest first, buckets in time order."""
     needed = list(dict.fromkeys(base for d in defs for base in d.needs))
     sums = list(dict.fromkeys(["requests", *(b for b in needed if b not in _HOLISTIC)]))
     holistic = [b for b in needed if b in _HOLISTIC]
+    sketched = bool(holistic) and not exact_quantiles
     keys = ", ".join(_PARTS)
+    model = dimension_sql("model")
+    fine_hash = f", hash({model}, provider, agent, {_BUCKET_SQL}) AS _h" if sketched else ""
     sql = f"""
         WITH selected AS (
-            SELECT {dimension_sql('model')} AS model, provider, agent, {_BUCKET_SQL} AS bucket,
+            SELECT {model} AS model, provider, agent, {_BUCKET_SQL} AS bucket{fine_hash},
                    * EXCLUDE (provider, agent)
-            FROM events WHERE {where})
+            FROM events WHERE {where})"""
+    if sketched:
+        bins = ", ".join(f"{sketch.bin_sql(_QUANTILES[b])} AS \"_bin_{b}\"" for b in holistic)
+        sets = ", ".join(f"(_h, \"_bin_{b}\")" for b in holistic)
+        sql += f"""
+        SELECT -1 AS _set, hash({keys}) AS _h, * FROM (
+            SELECT {keys}, {_aggregates(sums)} FROM selected GROUP BY ALL)
+        UNION ALL BY NAME
+        SELECT -2 AS _set, _h, {bins}, count(*) AS _n FROM selected
+        GROUP BY GROUPING SETS ({sets})"""
+        params = [*params[:4], *params]  # the bucket's parameters, for the hash
+    else:
+        sql += f"""
         SELECT -1 AS _set, {keys}, {_aggregates(sums)} FROM selected GROUP BY ALL"""
-    if holistic:
+    if holistic and not sketched:
         sql += f"""
         UNION ALL BY NAME
         SELECT GROUPING({keys}) AS _set, {keys}, {_aggregates(holistic)} FROM selected
@@ -418,14 +454,21 @@ def _overview_parts(store: EventStore, defs: Sequence[MetricDef], where: str,
     frame = store.df(sql, params)
     frame["bucket"] = pd.to_datetime(frame["bucket"], utc=True)
     fine = frame[frame["_set"] == -1]
+    binned = frame[frame["_set"] == -2] if sketched else None
+    if binned is not None and not fine["_h"].is_unique:  # a hash collision: be exact
+        return _overview_parts(store, defs, where, params[4:], exact_quantiles=True)
     parts: dict[str, _Frame] = {}
     for name, code in _SET_CODES.items():
         if name == "totals":
             rows = pd.DataFrame({column: [fine[column].sum()] for column in sums})
         else:
             rows = fine.groupby(name, dropna=False, sort=False)[sums].sum().reset_index()
-        if holistic:
+        if binned is not None:
+            rows = _sketched(rows, fine, binned, None if name == "totals" else name, holistic)
+        elif holistic:
             picked = frame.loc[frame["_set"] == code, [*_PARTS, *holistic]]
+            if name != "totals":  # a part whose key is NULL throughout: float64 vs object
+                picked = picked.astype({name: rows[name].dtype})
             rows = rows.assign(**{b: picked[b].to_numpy() for b in holistic}) \
                 if name == "totals" else rows.merge(picked[[name, *holistic]], on=name,
                                                     how="left")
@@ -433,6 +476,33 @@ def _overview_parts(store: EventStore, defs: Sequence[MetricDef], where: str,
                                 ascending=name == "bucket", kind="stable")
         parts[name] = rows.reset_index(drop=True)
     return parts
+
+
+def _sketched(rows: _Frame, fine: _Frame, binned: _Frame, key: str | None,
+              holistic: list[str]) -> _Frame:
+    """``rows`` (one per value of ``key`` in ``fine``, or the one total row) with the
+    holistic columns as lists of quantiles read from the bin counts of the fine groups
+    (None where a group has no value)."""
+    fine_of_bin = pd.Index(fine["_h"]).get_indexer(binned["_h"])
+    if key is None:
+        fine_group = np.zeros(len(fine), dtype=np.int64)
+        row_group = np.zeros(len(rows), dtype=np.int64)
+    else:  # a label per key value, NULL included; rows holds every value fine holds
+        codes, _ = pd.factorize(pd.concat([rows[key], fine[key]], ignore_index=True),
+                                use_na_sentinel=False)
+        row_group, fine_group = codes[:len(rows)], codes[len(rows):]
+    groups = fine_group[fine_of_bin] if len(fine) else np.zeros(0, dtype=np.int64)
+    out = rows.copy()
+    for b in holistic:
+        column = binned[f"_bin_{b}"]
+        present = column.notna().to_numpy()
+        distinct, rank = np.unique(column[present].to_numpy(np.int64), return_inverse=True)
+        values = sketch.ranked_quantiles(groups[present], len(rows), rank.ravel(),
+                                         sketch.representatives(distinct),
+                                         binned["_n"].to_numpy(np.int64)[present], _QS)
+        out[b] = pd.Series([list(v) for v in values[row_group]], index=out.index,
+                           dtype=object)  # all NaN where a group has no value
+    return out
 
 
 def _auto_bucket(seconds: float) -> Any:

@@ -35,6 +35,7 @@ from devora_lab.monitoring.metrics import (
     selection,
     trend,
 )
+from devora_lab.monitoring.sketch import ALPHA
 from devora_lab.monitoring.windows import Window, parse_duration
 
 if TYPE_CHECKING:
@@ -391,26 +392,49 @@ def test_error_breakdown_per_group(store: EventStore) -> None:
 # -- overview: the one-scan query must equal the separate calls ---------------------------------
 
 
-def _same(ours: pd.DataFrame, theirs: pd.DataFrame, keys: list[str]) -> None:
+#: The overview's sketched quantiles: within ALPHA relative of the exact ones (the bound of
+#: ``devora_lab.monitoring.sketch``: no interpolation slack for values of one sign), plus
+#: float rounding.
+_SKETCH_REL = ALPHA * (1 + 1e-9)
+_QUANTILE_COLUMNS = [m for m in METRICS if {"latency_q", "ttft_q"} & set(METRICS[m].needs)]
+
+
+def _same(ours: pd.DataFrame, theirs: pd.DataFrame, keys: list[str], *,
+          exact_quantiles: bool = True) -> None:
     if keys:
         ours, theirs = (f.sort_values(keys, kind="stable").reset_index(drop=True)
                         for f in (ours, theirs))
+    if not exact_quantiles:
+        sketched = [c for c in _QUANTILE_COLUMNS if c in theirs.columns]
+        for column in sketched:
+            mine, exact = (f[column].to_numpy(np.float64) for f in (ours, theirs))
+            assert np.array_equal(np.isnan(mine), np.isnan(exact)), column
+            both = ~np.isnan(exact)
+            assert (np.abs(mine[both] - exact[both])
+                    <= _SKETCH_REL * np.abs(exact[both]) + 1e-12).all(), column
+        ours, theirs = ours.drop(columns=sketched), theirs.drop(columns=sketched)
     pd.testing.assert_frame_equal(ours, theirs, check_exact=False, rtol=1e-12, atol=1e-12)
 
 
 def _check_overview(store: EventStore, **window: Any) -> None:
-    view = overview(store, **window)
-    _same(view.totals, metrics(store, **window), [])
+    for exact in (False, True):
+        _check_overview_once(store, exact, **window)
+
+
+def _check_overview_once(store: EventStore, exact: bool, **window: Any) -> None:
+    view = overview(store, exact_quantiles=exact, **window)
+    _same(view.totals, metrics(store, **window), [], exact_quantiles=exact)
     for part, name in ((view.by_model, "model"), (view.by_provider, "provider"),
                        (view.by_agent, "agent")):
-        _same(part, metrics(store, by=[name], **window), [name])
+        _same(part, metrics(store, by=[name], **window), [name], exact_quantiles=exact)
         assert part["requests"].is_monotonic_decreasing
     seconds = view.window.seconds
     if seconds is None:  # over the calls' span
         first, last = store.rows("SELECT min(ts), max(ts) FROM events WHERE kind = 'llm.call'")[0]
         seconds = 0.0 if first is None else (last - first).total_seconds()
     bucket = "5m" if seconds <= 6 * 3600 else "1h" if seconds <= 4 * 86_400 else "1d"
-    _same(view.trend, trend(store, OVERVIEW_METRICS, bucket=bucket, **window), [])
+    _same(view.trend, trend(store, OVERVIEW_METRICS, bucket=bucket, **window), [],
+          exact_quantiles=exact)
     _same(view.errors, error_breakdown(store, **window), [])
 
 
