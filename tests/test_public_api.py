@@ -72,3 +72,13 @@ def test_readme_lists_every_metric() -> None:
     text = README.read_text()
     missing = [name for name in METRICS if f"`{name}`" not in text]
     assert not missing, f"README's metric table lacks {missing}"
+
+
+def test_notebook_helpers_resolve_lazily() -> None:
+    code = ("import sys, devora_lab.notebook as n; "
+            "before = {'altair', 'ipywidgets', 'papermill'} & set(sys.modules); "
+            "missing = [x for x in n.__all__ if getattr(n, x, None) is None]; "
+            "print(sorted(before), missing)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[] []"
