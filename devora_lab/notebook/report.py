@@ -285,7 +285,10 @@ def _execute(report: Report, executed: Path, params: dict[str, Any], *,
     try:
         papermill.execute_notebook(str(report.path), str(executed), parameters=params,
                                    kernel_name=kernel_name, progress_bar=progress,
-                                   cwd=str(report.path.parent))
+                                   cwd=str(report.path.parent),
+                                   # the kernel's start-up warnings (plain-TCP loopback
+                                   # transport) would be noise in every cron mail
+                                   extra_arguments=["--IPKernelApp.log_level=ERROR"])
     except PapermillExecutionError as exc:
         return exc
     except NoSuchKernel as exc:
