@@ -6,8 +6,9 @@ The names below are the public API. The LLM client is imported on first use, so 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from devora_lab._lazy import lazy_exports
 from devora_lab.errors import DevoraError
 from devora_lab.events import Event, EventKind, EventLog
 
@@ -38,26 +39,11 @@ __all__ = [
 ]
 
 _LAZY = {
-    "Agent": "devora_lab.agents",
-    "Lab": "devora_lab.lab",
-    "AsyncClient": "devora_lab.llm.client",
-    "Client": "devora_lab.llm.client",
-    "Tags": "devora_lab.llm.driver",
-    "Completion": "devora_lab.llm.types",
-    "Usage": "devora_lab.llm.types",
-    "Workspace": "devora_lab.workspace",
+    "devora_lab.agents": ("Agent",),
+    "devora_lab.lab": ("Lab",),
+    "devora_lab.llm.client": ("AsyncClient", "Client"),
+    "devora_lab.llm.driver": ("Tags",),
+    "devora_lab.llm.types": ("Completion", "Usage"),
+    "devora_lab.workspace": ("Workspace",),
 }
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'devora_lab' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _LAZY, __all__)

@@ -14,8 +14,9 @@ The names below are the curated API; each is imported from its module on first u
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from devora_lab._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from devora_lab.monitoring.alerting import AlertManager, CheckResult, Evaluation
@@ -84,16 +85,6 @@ _HOMES = {
     "windows": ("Window", "parse_window"),
     "wiring": ("alert_manager",),
 }
-_LAZY = {name: module for module, names in _HOMES.items() for name in names}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"devora_lab.monitoring.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'devora_lab.monitoring' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(
+    __name__, globals(), {f"{__name__}.{module}": names for module, names in _HOMES.items()},
+    __all__)

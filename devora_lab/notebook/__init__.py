@@ -8,8 +8,9 @@ are heavy); the modules themselves are ``display``, ``charts``, ``widgets``, ``d
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from devora_lab._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from devora_lab.notebook.dashboard import Dashboard, slowest_calls
@@ -35,16 +36,6 @@ _HOMES = {
                "run_reports"),
     "widgets": ("DashboardWidget", "Selection"),
 }
-_LAZY = {name: module for module, names in _HOMES.items() for name in names}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"devora_lab.notebook.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'devora_lab.notebook' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(
+    __name__, globals(), {f"{__name__}.{module}": names for module, names in _HOMES.items()},
+    __all__)
